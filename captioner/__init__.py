@@ -1,0 +1,18 @@
+"""captioner: live meeting captions from a streaming speech-to-text service, with plugins."""
+
+from .errors import CaptionerError, UsageError
+from .events import CaptionError, Session, SessionSummary, Turn, Word
+from .hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CaptionError",
+    "CaptionerError",
+    "Session",
+    "SessionSummary",
+    "Turn",
+    "UsageError",
+    "Word",
+    "hookimpl",
+]

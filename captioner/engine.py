@@ -1,0 +1,138 @@
+"""The data flow in one place: source -> session -> events -> hooks.
+
+The engine opens a streaming session, feeds it the source's audio, turns what comes
+back into typed events (through `TurnAssembler`), and hands them to the plugins through
+the dispatcher. It never waits on a plugin: emitting an event only queues it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pluggy
+
+from .audio import AudioSource
+from .dispatch import PluginDispatcher
+from .errors import CaptionerError
+from .events import CaptionError, Session, SessionSummary
+from .plugins import trace_enabled
+from .protocol import codec
+from .protocol.messages import Begin, Ignored, ServerErrorMessage, ServerWarning, Termination, TurnUpdate
+from .session import MalformedFrame, Received, StreamingSession
+from .settings import Settings
+from .turns import TurnAssembler
+
+# A long meeting with a flaky server must not grow memory: keep this many errors in the
+# summary (and every fatal one), and count the rest.
+MAX_KEPT_ERRORS = 100
+
+
+class Engine:
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager):
+        self.settings = settings
+        self.pm = pm
+
+    async def caption(self, source: AudioSource) -> SessionSummary:
+        """Caption `source` to its end. Raises the CaptionerError that ended it, if any,
+        after every plugin has had `on_error` and `on_session_end`."""
+        run = _Run(self.settings, self.pm)
+        return await run.caption(source)
+
+
+class _Run:
+    """The state of one captioning run, kept off the Engine so an Engine can be reused."""
+
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager):
+        self.settings = settings
+        self.dispatcher = PluginDispatcher(pm, self.report, trace=trace_enabled())
+        self.assembler = TurnAssembler(wait_for_formatted=settings.format_turns)
+        self.session: StreamingSession | None = None
+        self.session_ids: list[str] = []
+        self.errors: list[CaptionError] = []  # the first few and every fatal one
+        self.error_count = 0
+        self.partials = self.finals = 0
+        self.termination: Termination | None = None
+
+    async def caption(self, source: AudioSource) -> SessionSummary:
+        if source.sample_rate != self.settings.sample_rate:
+            raise ValueError("the source must deliver audio at the session's sample rate")
+        self.dispatcher.start()
+        failure: CaptionerError | None = None
+        try:
+            self.session = StreamingSession(
+                codec(self.settings.protocol),
+                self.settings.url,
+                self.settings.session_params(),
+                self.settings.credential.reveal() if self.settings.credential else None,
+                self.settings.timeouts,
+            )
+            await self.session.run(source, self.on_message)
+        except CaptionerError as error:
+            failure = error
+            self.report(CaptionError(kind=error.kind, message=str(error), fatal=True, code=getattr(error, "code", None)))
+        finally:
+            for turn in self.assembler.flush():
+                self.deliver(turn)
+            summary = self.summary()
+            self.dispatcher.emit("on_session_end", summary=summary)
+            await self.dispatcher.close(self.settings.plugin_drain_timeout)
+        if failure:
+            raise failure
+        return summary
+
+    def on_message(self, message: Received) -> None:
+        if isinstance(message, TurnUpdate):
+            for turn in self.assembler.feed(message):
+                self.deliver(turn)
+        elif isinstance(message, Begin):
+            for turn in self.assembler.begin(message.session_id, offset_ms=0):
+                self.deliver(turn)
+            self.session_ids.append(message.session_id)
+            assert self.session is not None
+            self.dispatcher.emit(
+                "on_session_begin",
+                session=Session(
+                    id=message.session_id,
+                    protocol=self.settings.protocol,
+                    url=self.session.safe_url,
+                    sample_rate=self.settings.sample_rate,
+                    started_at=datetime.now(timezone.utc),
+                    expires_at=message.expires_at,
+                ),
+            )
+        elif isinstance(message, Termination):
+            self.termination = message
+        elif isinstance(message, ServerErrorMessage):
+            self.report(CaptionError(kind="server", message=f"the server reported: {message.message}", fatal=False, code=message.code))
+        elif isinstance(message, ServerWarning):
+            self.report(CaptionError(kind="server", message=f"the server warned: {message.message}", fatal=False, code=message.code))
+        elif isinstance(message, MalformedFrame):
+            self.report(CaptionError(kind="protocol", message=f"ignored a malformed message from the server: {message.error}", fatal=False))
+        else:
+            assert isinstance(message, Ignored)
+
+    def deliver(self, turn) -> None:
+        if turn.is_final:
+            self.finals += 1
+            self.dispatcher.emit("on_final", turn=turn)
+        else:
+            self.partials += 1
+            self.dispatcher.emit("on_partial", turn=turn)
+
+    def report(self, error: CaptionError) -> None:
+        self.error_count += 1
+        if error.fatal or len(self.errors) < MAX_KEPT_ERRORS:
+            self.errors.append(error)
+        self.dispatcher.emit("on_error", error=error)
+
+    def summary(self) -> SessionSummary:
+        return SessionSummary(
+            session_ids=tuple(self.session_ids),
+            audio_seconds_sent=self.session.audio_seconds_sent if self.session else 0.0,
+            partials=self.partials,
+            finals=self.finals,
+            errors=tuple(self.errors),
+            error_count=self.error_count,
+            terminated=self.termination is not None,
+            server_audio_seconds=self.termination.audio_duration_seconds if self.termination else None,
+        )

@@ -1,0 +1,144 @@
+"""Finding and registering plugins (datasette/llm style).
+
+Default plugins (core features that are themselves plugins) come first; then every
+entry point in the `captioner` group, or only the distributions named in
+CAPTIONER_LOAD_PLUGINS (comma-separated; empty loads none); then modules named with
+`-p`. `--disable-plugin NAME` blocks one by name. Each command builds its own plugin
+manager, so nothing global changes between runs or tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Iterable, Mapping
+
+import pluggy
+
+from . import hookspecs
+from .errors import UsageError
+
+GROUP = "captioner"
+
+# name -> module; hidden from `captioner plugins` unless --all
+DEFAULT_PLUGINS = {
+    "terminal": "captioner.terminal",
+}
+
+
+def build_plugin_manager(
+    *,
+    modules: Iterable[str] = (),
+    disabled: Iterable[str] = (),
+    environ: Mapping[str, str] = os.environ,
+    defaults: bool = True,
+) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(GROUP)
+    pm.add_hookspecs(hookspecs)
+    modules, disabled = list(modules), list(disabled)
+    selected = environ.get("CAPTIONER_LOAD_PLUGINS")
+    entry_points = _entry_points(selected)
+
+    known = set(DEFAULT_PLUGINS) | {ep.name for ep, _ in entry_points} | set(modules)
+    for name in disabled:
+        if name not in known:
+            raise UsageError(
+                f"--disable-plugin {name}: no such plugin; known: {', '.join(sorted(known)) or 'none'}"
+            )
+        pm.set_blocked(name)
+
+    if defaults:
+        for name, module in DEFAULT_PLUGINS.items():
+            if not pm.is_blocked(name):
+                pm.register(importlib.import_module(module), name=name)
+    for ep, dist in entry_points:
+        if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as error:  # a broken third-party plugin: say which and how to skip it
+            raise UsageError(
+                f"plugin {ep.name!r} ({dist.metadata['Name']}) failed to load: "
+                f"{type(error).__name__}: {error}; skip it with --disable-plugin {ep.name}"
+            ) from None
+        _register(pm, plugin, ep.name)
+    for module in modules:
+        if not pm.is_blocked(module):
+            _register(pm, _import_plugin_module(module), module)
+    return pm
+
+
+def _entry_points(selected: str | None) -> list[tuple[metadata.EntryPoint, metadata.Distribution]]:
+    """(entry point, distribution) pairs of the `captioner` group to load."""
+    if selected is None:
+        found = []
+        seen = set()
+        for dist in metadata.distributions():
+            name = dist.metadata["Name"]
+            if name in seen:  # the same distribution on sys.path twice
+                continue
+            seen.add(name)
+            found += [(ep, dist) for ep in dist.entry_points if ep.group == GROUP]
+        return found
+    found = []
+    for name in filter(None, (part.strip() for part in selected.split(","))):
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise UsageError(f"CAPTIONER_LOAD_PLUGINS names {name!r}, which is not installed") from None
+        found += [(ep, dist) for ep in dist.entry_points if ep.group == GROUP]
+    return found
+
+
+def _import_plugin_module(spec: str) -> ModuleType:
+    """`-p name`: an importable module, or a path to a .py file."""
+    if spec.endswith(".py"):
+        path = Path(spec)
+        if not path.is_file():
+            raise UsageError(f"-p {spec}: no such file")
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+        try:
+            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception as error:
+            raise UsageError(f"-p {spec}: {type(error).__name__}: {error}") from None
+        return module
+    try:
+        return importlib.import_module(spec)
+    except ImportError as error:
+        raise UsageError(f"-p {spec}: cannot import plugin module ({error})") from None
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except (ValueError, pluggy.PluginValidationError) as error:
+        raise UsageError(f"plugin {name!r} cannot be registered: {error}") from None
+
+
+def describe_plugins(pm: pluggy.PluginManager, include_defaults: bool = False) -> list[dict]:
+    """What `captioner plugins` prints: name, version and hooks of each plugin."""
+    versions = {id(plugin): dist.version for plugin, dist in pm.list_plugin_distinfo()}
+    described = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
+        if plugin is None or (name in DEFAULT_PLUGINS and not include_defaults):
+            continue
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
+        version = versions.get(id(plugin))
+        if version is None and name in DEFAULT_PLUGINS:
+            from . import __version__ as version
+        described.append({"name": name, "version": version, "hooks": hooks})
+    return described
+
+
+def trace_enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get("CAPTIONER_TRACE_PLUGINS", "") not in ("", "0")
+
+
+def warn(message: str) -> None:
+    print(f"captioner: warning: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,35 @@
+"""Streaming protocols as pure codecs behind one interface.
+
+A codec is a module with the names in `Codec` below. The session looks its codec up by
+name in `CODECS`; adding a protocol is adding a module here, not editing the engine.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Protocol
+
+from ..errors import UsageError
+from . import v3
+from .messages import ClientMessage, ServerMessage, SessionParams
+
+
+class Codec(Protocol):
+    NAME: str
+    PATH: str
+    DEFAULT_URL: str
+
+    def connect_url(self, base_url: str, params: SessionParams) -> str: ...
+    def auth_headers(self, credential: str | None) -> dict[str, str]: ...
+    def encode_client(self, message: ClientMessage) -> bytes | str: ...
+    def decode_server(self, frame: str | bytes) -> ServerMessage: ...
+
+
+CODECS: dict[str, ModuleType] = {v3.NAME: v3}
+
+
+def codec(name: str) -> Codec:
+    try:
+        return CODECS[name]  # type: ignore[return-value]
+    except KeyError:
+        raise UsageError(f"unknown protocol {name!r}; known: {', '.join(CODECS)}") from None

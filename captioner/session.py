@@ -1,0 +1,197 @@
+"""One streaming session over a WebSocket: audio out, decoded messages in.
+
+Only I/O lives here; the codec turns frames into typed messages and the engine turns
+those into events. Sending and receiving run as two tasks, so a slow reply never holds
+up audio. At the end of the audio the session sends `Terminate` and keeps reading until
+the service confirms with `Termination`, so the last final is never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import Callable, Union
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from .audio import AudioSource
+from .errors import AudioError, AuthError, ConnectionFailed, ProtocolError, ServerError, UsageError
+from .protocol import Codec, closecodes
+from .protocol.messages import Audio, ServerMessage, SessionParams, Terminate, Termination
+
+SECRET_QUERY_KEYS = frozenset({"token", "api_key", "key", "authorization"})
+
+
+@dataclass(frozen=True)
+class MalformedFrame:
+    """A frame the codec could not decode; the session goes on without it."""
+
+    error: ProtocolError
+
+
+Received = Union[ServerMessage, MalformedFrame]
+
+
+@dataclass(frozen=True)
+class SessionTimeouts:
+    open: float = 10.0  # the WebSocket handshake
+    terminate: float = 10.0  # from Terminate to Termination: the service flushes the last turn
+
+
+class StreamingSession:
+    def __init__(
+        self,
+        codec: Codec,
+        base_url: str,
+        params: SessionParams,
+        credential: str | None = None,
+        timeouts: SessionTimeouts = SessionTimeouts(),
+    ):
+        self.codec = codec
+        self.params = params
+        self.timeouts = timeouts
+        self._credential = credential
+        try:
+            self.url = codec.connect_url(base_url, params)
+        except ProtocolError as error:
+            raise UsageError(str(error)) from None
+        self.safe_url = redact_url(self.url)
+        self.where = _without_query(self.safe_url)  # short enough for an error line
+        self.bytes_sent = 0
+        self.terminate_sent = False
+        self.terminated = False
+        self._audio_error: AudioError | None = None
+
+    @property
+    def audio_seconds_sent(self) -> float:
+        return self.bytes_sent / 2 / self.params.sample_rate
+
+    async def run(self, source: AudioSource, on_message: Callable[[Received], None]) -> None:
+        """Stream `source` to the end; raise a CaptionerError if the session fails."""
+        websocket = await self._connect()
+        async with websocket:
+            sender = asyncio.create_task(self._send(websocket, source), name="captioner-send")
+            receiver = asyncio.create_task(self._receive(websocket, on_message), name="captioner-receive")
+            try:
+                await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                if sender.done() and not receiver.done():
+                    # All audio is out and Terminate sent: give the service time to flush.
+                    await asyncio.wait({receiver}, timeout=self.timeouts.terminate)
+                    if not receiver.done():
+                        raise ConnectionFailed(
+                            f"no Termination from {self.where} within "
+                            f"{self.timeouts.terminate:g} s of Terminate; the last turn may be missing"
+                        )
+            finally:
+                for task in (sender, receiver):
+                    task.cancel()
+                await asyncio.gather(sender, receiver, return_exceptions=True)
+            for task in (sender, receiver):
+                if not task.cancelled() and task.exception():
+                    raise task.exception()  # a bug of ours, not a close code
+            self._raise_for_close(websocket)
+        if self._audio_error:
+            raise self._audio_error
+
+    async def _connect(self) -> ClientConnection:
+        where = self.where
+        try:
+            return await connect(
+                self.url,
+                additional_headers=self.codec.auth_headers(self._credential),
+                open_timeout=self.timeouts.open,
+                # PCM barely compresses, and deflate would cost CPU on the audio path.
+                compression=None,
+                user_agent_header=f"captioner/{_version()}",
+            )
+        except websockets.InvalidStatus as error:
+            status = error.response.status_code
+            if status in (401, 403):
+                raise AuthError(
+                    f"{where} refused the credentials (HTTP {status}); check ASSEMBLYAI_API_KEY"
+                ) from None
+            raise ConnectionFailed(f"{where} refused the session (HTTP {status})") from None
+        except websockets.InvalidURI:
+            raise UsageError(f"not a valid WebSocket URL: {where}") from None
+        except ConnectionRefusedError:
+            raise ConnectionFailed(f"cannot connect to {where}: connection refused (is the server running?)") from None
+        except socket.gaierror as error:
+            raise ConnectionFailed(f"cannot connect to {where}: unknown host ({error.strerror})") from None
+        except TimeoutError:
+            raise ConnectionFailed(
+                f"cannot connect to {where}: no answer within {self.timeouts.open:g} s"
+            ) from None
+        except (OSError, websockets.InvalidHandshake) as error:
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            raise ConnectionFailed(f"cannot connect to {where}: {reason}") from None
+
+    async def _send(self, websocket: ClientConnection, source: AudioSource) -> None:
+        try:
+            try:
+                async for chunk in source.chunks():
+                    await websocket.send(self.codec.encode_client(Audio(chunk)))
+                    self.bytes_sent += len(chunk)
+            except AudioError as error:
+                # Keep what was sent: terminate cleanly for its finals, then report.
+                self._audio_error = error
+            await websocket.send(self.codec.encode_client(Terminate()))
+            self.terminate_sent = True
+        except websockets.ConnectionClosed:
+            pass  # the receiver reports why
+
+    async def _receive(self, websocket: ClientConnection, on_message: Callable[[Received], None]) -> None:
+        try:
+            async for frame in websocket:
+                try:
+                    message = self.codec.decode_server(frame)
+                except ProtocolError as error:
+                    on_message(MalformedFrame(error))
+                    continue
+                on_message(message)
+                if isinstance(message, Termination):
+                    self.terminated = True
+                    return
+        except websockets.ConnectionClosed:
+            pass  # _raise_for_close reads the code
+
+    def _raise_for_close(self, websocket: ClientConnection) -> None:
+        if self.terminated:
+            return
+        code, reason = websocket.close_code, websocket.close_reason or ""
+        where = self.where
+        if code == closecodes.NORMAL:
+            if self.terminate_sent:
+                return  # closed cleanly after Terminate, only without the courtesy message
+            raise ServerError(f"{where} ended the session before the audio did (closed with 1000)", code)
+        if code in closecodes.AUTH_FAILURES:
+            raise AuthError(f"{where} {closecodes.describe(code, reason)}")
+        if code is None or code == 1006:
+            raise ConnectionFailed(f"the connection to {where} dropped without a close frame")
+        raise ServerError(f"{where} {closecodes.describe(code, reason)}", code)
+
+
+def redact_url(url: str) -> str:
+    """The URL with secrets (a token in the query, a password) replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = [
+        (key, "***" if key.lower() in SECRET_QUERY_KEYS else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

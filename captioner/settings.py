@@ -1,0 +1,93 @@
+"""What a captioning run needs to know, and where secrets come from.
+
+Precedence: command-line flags, then environment variables, then defaults. The API key
+is read only from the environment or a `.env` file in the working directory, and is
+held in a `Secret` so that no repr, log line or error message can show it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE
+from .protocol import v3
+from .protocol.messages import SessionParams
+from .session import SessionTimeouts
+
+API_KEY_VARIABLE = "ASSEMBLYAI_API_KEY"
+
+
+class Secret:
+    """A string that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def find_api_key(environ: Mapping[str, str] = os.environ, env_file: Path = Path(".env")) -> Secret | None:
+    value = environ.get(API_KEY_VARIABLE)
+    if not value and env_file.is_file():
+        value = dotenv_values(env_file).get(API_KEY_VARIABLE)
+    return Secret(value.strip()) if value and value.strip() else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    url: str = v3.DEFAULT_URL
+    protocol: str = v3.NAME
+    credential: Secret | None = None
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    chunk_ms: int = DEFAULT_CHUNK_MS
+    format_turns: bool = False
+    speaker_labels: bool = False
+    min_turn_silence: int | None = None
+    max_turn_silence: int | None = None
+    timeouts: SessionTimeouts = field(default_factory=SessionTimeouts)
+    plugin_drain_timeout: float = 10.0  # how long plugins may take to finish after the end
+
+    def session_params(self) -> SessionParams:
+        return SessionParams(
+            sample_rate=self.sample_rate,
+            format_turns=self.format_turns,
+            speaker_labels=self.speaker_labels,
+            min_turn_silence=self.min_turn_silence,
+            max_turn_silence=self.max_turn_silence,
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the `configure` hook receives: the command and every parsed option.
+
+    Plugins read their own options with `config.option("srt")`. `plugin_manager` lets a
+    plugin register a stateful object for the run, as pytest's terminal reporter does.
+    """
+
+    command: str
+    options: Mapping[str, object]
+    plugin_manager: object = None
+    settings: Settings | None = None
+
+    def option(self, name: str, default: object = None) -> object:
+        return self.options.get(name.lstrip("-").replace("-", "_"), default)

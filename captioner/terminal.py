@@ -1,0 +1,96 @@
+"""Live captions in the terminal: a default plugin, not a special case in the engine.
+
+On a terminal, the turn in progress is redrawn in place (dimmed: it may still change)
+and each final is printed once on its own line above it. When stdout is not a terminal,
+only finals are written, one per line, so `captioner replay x.wav > out.txt` gives a
+clean transcript. Survived errors go to stderr as warnings; the command itself prints
+the fatal one.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from .events import CaptionError, Turn
+from .hookspecs import hookimpl
+
+
+@hookimpl
+def add_options(parser):
+    parser.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="start each caption line with its time in the meeting [mm:ss]",
+    )
+
+
+@hookimpl
+def configure(config):
+    if config.plugin_manager is not None:
+        view = TerminalCaptions(timestamps=bool(config.option("timestamps")))
+        config.plugin_manager.register(view, name="terminal-view")
+
+
+def caption_line(turn: Turn, timestamps: bool = False) -> str:
+    text = turn.display_text
+    if turn.speaker:
+        text = f"{turn.speaker}: {text}"
+    if timestamps and turn.start_ms is not None:
+        minutes, seconds = divmod(turn.start_ms // 1000, 60)
+        text = f"[{minutes:02d}:{seconds:02d}] {text}"
+    return text
+
+
+class TerminalCaptions:
+    """The view; its hooks all run on this plugin's one worker thread, in order."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, timestamps: bool = False, live: bool | None = None):
+        self.out = out or sys.stdout
+        self.err = err
+        self.timestamps = timestamps
+        self.console = Console(file=self.out, highlight=False, markup=False, emoji=False)
+        self.is_live = self.console.is_terminal if live is None else live
+        self._live: Live | None = None
+
+    def _view(self) -> Live:
+        if self._live is None:
+            self._live = Live(Text(""), console=self.console, auto_refresh=False, transient=True)
+            self._live.start()
+        return self._live
+
+    @hookimpl
+    def on_partial(self, turn: Turn) -> None:
+        if self.is_live:
+            self._view().update(Text(caption_line(turn, self.timestamps), style="dim italic"), refresh=True)
+
+    @hookimpl
+    def on_final(self, turn: Turn) -> None:
+        line = caption_line(turn, self.timestamps)
+        if self.is_live:
+            view = self._view()
+            view.console.print(Text(line))
+            view.update(Text(""), refresh=True)
+        else:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    @hookimpl
+    def on_error(self, error: CaptionError) -> None:
+        if error.fatal:
+            return  # the command prints it, once, as it exits
+        # Looked up now, not at start: while the live view runs, rich routes sys.stderr
+        # above it instead of through it.
+        err = self.err or sys.stderr
+        err.write(f"captioner: warning: {error.message}\n")
+        err.flush()
+
+    @hookimpl
+    def on_session_end(self, summary) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

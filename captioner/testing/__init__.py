@@ -1,0 +1,181 @@
+"""Deterministic, offline testing for captioner and its plugins.
+
+- `FakeStreamingServer` / `FakeServerThread`: a real WebSocket server speaking
+  AssemblyAI v3, played from a transcript script, with fault injection.
+- `EventRecorder`: a plugin that keeps every event it receives.
+- `replay()`: replay a WAV through the engine against a server, with chosen plugins.
+
+The pytest plugin (`captioner.testing.pytest_plugin`, loaded automatically through the
+`pytest11` entry point) wraps these as the `fake_server` and `replay` fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ..audio import WavReplaySource
+from ..engine import Engine
+from ..errors import CaptionerError
+from ..events import CaptionError, Session, SessionSummary, Turn
+from ..hookspecs import hookimpl
+from ..plugins import build_plugin_manager
+from ..settings import Settings
+from .fake_server import (
+    ConnectionRecord,
+    FakeServerThread,
+    FakeStreamingServer,
+    Fault,
+    close_at,
+    drop_at,
+    malformed_at,
+)
+from .script import ScriptError, TranscriptScript
+
+__all__ = [
+    "ConnectionRecord",
+    "EventRecorder",
+    "FakeServerThread",
+    "FakeStreamingServer",
+    "Fault",
+    "ReplayResult",
+    "ScriptError",
+    "TranscriptScript",
+    "close_at",
+    "drop_at",
+    "malformed_at",
+    "replay",
+]
+
+
+class EventRecorder:
+    """A plugin that records every event, in the order it received them."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    @hookimpl
+    def on_session_begin(self, session: Session) -> None:
+        self.events.append(("session_begin", session))
+
+    @hookimpl
+    def on_partial(self, turn: Turn) -> None:
+        self.events.append(("partial", turn))
+
+    @hookimpl
+    def on_final(self, turn: Turn) -> None:
+        self.events.append(("final", turn))
+
+    @hookimpl
+    def on_error(self, error: CaptionError) -> None:
+        self.events.append(("error", error))
+
+    @hookimpl
+    def on_session_end(self, summary: SessionSummary) -> None:
+        self.events.append(("session_end", summary))
+
+    def _of(self, kind: str) -> list:
+        return [event for name, event in self.events if name == kind]
+
+    @property
+    def finals(self) -> list[Turn]:
+        return self._of("final")
+
+    @property
+    def partials(self) -> list[Turn]:
+        return self._of("partial")
+
+    @property
+    def errors(self) -> list[CaptionError]:
+        return self._of("error")
+
+    @property
+    def sessions(self) -> list[Session]:
+        return self._of("session_begin")
+
+    @property
+    def final_texts(self) -> list[str]:
+        return [turn.text for turn in self.finals]
+
+
+@dataclass
+class ReplayResult:
+    recorder: EventRecorder
+    server: FakeStreamingServer | None
+    summary: SessionSummary | None = None
+    error: CaptionerError | None = None  # what ended the run, if it failed
+    events: list = field(default_factory=list)
+
+    @property
+    def finals(self) -> list[Turn]:
+        return self.recorder.finals
+
+    @property
+    def final_texts(self) -> list[str]:
+        return self.recorder.final_texts
+
+    @property
+    def partials(self) -> list[Turn]:
+        return self.recorder.partials
+
+    @property
+    def errors(self) -> list[CaptionError]:
+        return self.recorder.errors
+
+
+async def replay_async(
+    wav: str | os.PathLike,
+    url: str,
+    *,
+    plugins: Iterable[object] = (),
+    speed: float | None = None,
+    settings: Settings | None = None,
+) -> ReplayResult:
+    """Replay `wav` through the engine to `url` with only `plugins` (and a recorder)."""
+    settings = dataclasses.replace(settings or Settings(), url=url)
+    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
+    for plugin in plugins:
+        pm.register(plugin)
+    recorder = EventRecorder()
+    pm.register(recorder, name="event-recorder")
+    source = WavReplaySource(wav, sample_rate=settings.sample_rate, chunk_ms=settings.chunk_ms, speed=speed)
+    result = ReplayResult(recorder=recorder, server=None)
+    try:
+        await Engine(settings, pm).caption(source)
+    except CaptionerError as error:
+        result.error = error
+    result.events = recorder.events
+    ends = recorder._of("session_end")
+    result.summary = ends[-1] if ends else None
+    return result
+
+
+def replay(
+    wav: str | os.PathLike,
+    *,
+    script: str | os.PathLike | TranscriptScript | None = None,
+    server: FakeStreamingServer | None = None,
+    plugins: Iterable[object] = (),
+    speed: float | None = None,
+    settings: Settings | None = None,
+    **server_options,
+) -> ReplayResult:
+    """Replay `wav` through a fake server playing `script` (default: the WAV's .json).
+
+    Pass `server` to use one already running (in another thread); otherwise one is
+    started for this replay with `server_options` (faults, api_key, ...).
+    """
+    if server is not None:
+        result = asyncio.run(replay_async(wav, server.url, plugins=plugins, speed=speed, settings=settings))
+        result.server = server
+        return result
+    if not isinstance(script, TranscriptScript):
+        script = TranscriptScript.load(script or Path(wav).with_suffix(".json"))
+    with FakeServerThread(FakeStreamingServer(script, **server_options)) as started:
+        result = asyncio.run(replay_async(wav, started.url, plugins=plugins, speed=speed, settings=settings))
+        result.server = started
+        return result

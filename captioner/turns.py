@@ -1,0 +1,82 @@
+"""From the service's turn updates to the partials and finals plugins receive.
+
+Pure logic, no I/O. It puts times on the meeting clock and guarantees the promise of
+`on_final`: each turn is final exactly once, in order. The service may send a turn's
+final twice (unformatted, then formatted when `format_turns` is on); when formatting
+was asked for, the unformatted one is shown as a partial and the formatted one is the
+final, and a turn whose formatted version never comes is still delivered at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .events import Turn, Word
+from .protocol.messages import TurnUpdate
+
+
+class TurnAssembler:
+    def __init__(self, *, wait_for_formatted: bool = False):
+        self.wait_for_formatted = wait_for_formatted
+        self.session_id = ""
+        self.offset_ms = 0
+        self._last_final_order = -1
+        self._held: dict[int, Turn] = {}  # unformatted finals waiting for their formatted twin
+
+    def begin(self, session_id: str, offset_ms: int = 0) -> list[Turn]:
+        """A new session starts; whatever the previous one left unfinished is delivered."""
+        delivered = self.flush()
+        self.session_id, self.offset_ms = session_id, offset_ms
+        self._last_final_order = -1
+        return delivered
+
+    def feed(self, update: TurnUpdate) -> list[Turn]:
+        if update.turn_order <= self._last_final_order:
+            return []  # a late partial or a repeated final of a turn already delivered
+        turn = self._event(update)
+        if not update.end_of_turn:
+            return [turn]
+        if self.wait_for_formatted and not update.is_formatted:
+            self._held[update.turn_order] = turn
+            return [replace(turn, is_final=False)]
+        return self._finals_through(update.turn_order, turn)
+
+    def flush(self) -> list[Turn]:
+        """Deliver the finals still held back (the session ended before their formatting)."""
+        if not self._held:
+            return []
+        return self._finals_through(max(self._held), None)
+
+    def _finals_through(self, order: int, turn: Turn | None) -> list[Turn]:
+        earlier = sorted(o for o in self._held if o < order)
+        finals = [self._held.pop(o) for o in earlier]
+        held = self._held.pop(order, None)
+        finals.append(turn or held)  # type: ignore[arg-type]
+        self._last_final_order = order
+        return finals
+
+    def _event(self, update: TurnUpdate) -> Turn:
+        offset = self.offset_ms
+        words = tuple(
+            Word(
+                text=w.text,
+                start_ms=w.start + offset,
+                end_ms=w.end + offset,
+                confidence=w.confidence,
+                is_final=w.is_final,
+                speaker=w.speaker,
+            )
+            for w in update.words
+        )
+        return Turn(
+            session_id=self.session_id,
+            turn_order=update.turn_order,
+            text=update.transcript,
+            words=words,
+            is_final=update.end_of_turn,
+            is_formatted=update.is_formatted,
+            start_ms=words[0].start_ms if words else None,
+            end_ms=words[-1].end_ms if words else None,
+            speaker=update.speaker,
+            language=update.language,
+        )

@@ -1,0 +1,39 @@
+#!/bin/sh
+# Install the Debian packages a make target needs, when they are missing.
+# Usage: scripts/system-deps.sh GROUP...   (groups: base, fixtures)
+# Never asks: installs with apt-get as root (or through sudo -n), or stops with one line
+# saying what to run.
+set -eu
+
+packages_for() {
+    case "$1" in
+        # python3-venv: Debian's python3 cannot create a virtual environment without it.
+        base) if python3 -c 'import ensurepip, venv' 2>/dev/null; then :; else echo python3-venv; fi ;;
+        # The voices and tools fixtures/generate.py uses.
+        fixtures) echo festival festvox-us-slt-hts ;;
+        *) echo "system-deps.sh: unknown group $1" >&2; exit 2 ;;
+    esac
+}
+
+missing=""
+for group in "$@"; do
+    for package in $(packages_for "$group"); do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"
+    done
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ]; then
+    as_root=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    as_root="sudo -n"
+else
+    echo "captioner setup: missing Debian packages:$missing; run: sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "captioner setup: installing Debian packages:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$as_root apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1 || {
+    $as_root apt-get update -q >/dev/null 2>&1 || true
+    $as_root apt-get install -y -q --no-install-recommends $missing >/dev/null
+}

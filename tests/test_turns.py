@@ -1,0 +1,71 @@
+"""TurnAssembler: the promise that each turn is final once, in order, on the meeting clock."""
+
+from __future__ import annotations
+
+from captioner.protocol.messages import TurnUpdate, WireWord
+from captioner.turns import TurnAssembler
+
+
+def update(order, text, final, formatted=False, start=100):
+    words = tuple(WireWord(w, start + 100 * i, start + 100 * i + 80) for i, w in enumerate(text.split()))
+    return TurnUpdate(order, text, words, end_of_turn=final, is_formatted=formatted)
+
+
+def kinds(turns):
+    return [("final" if t.is_final else "partial", t.turn_order, t.text) for t in turns]
+
+
+def test_partials_then_one_final_per_turn():
+    assembler = TurnAssembler()
+    assembler.begin("s1")
+    out = []
+    out += assembler.feed(update(0, "hello", False))
+    out += assembler.feed(update(0, "hello world", True))
+    out += assembler.feed(update(0, "Hello world.", True, formatted=True))  # unasked-for repeat
+    out += assembler.feed(update(0, "hello world", False))  # late partial
+    out += assembler.feed(update(1, "next", True))
+    assert kinds(out) == [("partial", 0, "hello"), ("final", 0, "hello world"), ("final", 1, "next")]
+
+
+def test_with_formatting_the_formatted_twin_is_the_final():
+    assembler = TurnAssembler(wait_for_formatted=True)
+    assembler.begin("s1")
+    out = assembler.feed(update(0, "hello world", True))
+    assert kinds(out) == [("partial", 0, "hello world")]
+    out = assembler.feed(update(0, "Hello world.", True, formatted=True))
+    assert kinds(out) == [("final", 0, "Hello world.")]
+    assert out[0].is_formatted
+    assert assembler.feed(update(0, "Hello world.", True, formatted=True)) == []
+
+
+def test_held_unformatted_finals_are_delivered_in_order_when_formatting_never_comes():
+    assembler = TurnAssembler(wait_for_formatted=True)
+    assembler.begin("s1")
+    assembler.feed(update(0, "first", True))
+    out = assembler.feed(update(1, "Second.", True, formatted=True))
+    assert kinds(out) == [("final", 0, "first"), ("final", 1, "Second.")]
+    assembler.feed(update(2, "third", True))
+    assert kinds(assembler.flush()) == [("final", 2, "third")]
+    assert assembler.flush() == []
+
+
+def test_times_are_on_the_meeting_clock_and_session_changes_reset_turn_order():
+    assembler = TurnAssembler()
+    assembler.begin("s1", offset_ms=0)
+    first = assembler.feed(update(0, "one two", True, start=100))[0]
+    assert (first.start_ms, first.end_ms, first.session_id) == (100, 280, "s1")
+    assembler.begin("s2", offset_ms=60_000)
+    again = assembler.feed(update(0, "three", True, start=100))[0]  # turn 0 of a new session
+    assert (again.start_ms, again.end_ms, again.session_id) == (60_100, 60_180, "s2")
+    assert again.words[0].start_ms == 60_100
+
+
+def test_partial_display_text_includes_the_word_still_changing():
+    assembler = TurnAssembler()
+    assembler.begin("s1")
+    words = (WireWord("hello", 0, 10), WireWord("wor", 20, 30, is_final=False))
+    turn = assembler.feed(TurnUpdate(0, "hello", words, end_of_turn=False))[0]
+    assert turn.text == "hello"
+    assert turn.display_text == "hello wor"
+    empty = assembler.feed(TurnUpdate(0, "", (), end_of_turn=False))[0]
+    assert empty.start_ms is None and empty.display_text == ""
