@@ -25,8 +25,9 @@ from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE, WavReplaySource
 from .engine import Engine
 from .errors import CaptionerError, UsageError
 from .plugins import build_plugin_manager, describe_plugins
-from .protocol import CODECS, v3
-from .session import SessionTimeouts, redact_url
+from .errors import ProtocolError
+from .protocol import CODECS, codec, v3
+from .session import SessionTimeouts
 from .settings import Config, Settings, find_api_key
 
 
@@ -138,7 +139,6 @@ def _captioning_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
                          help="silence that always ends a turn (service default 1280)")
     service.add_argument("--terminate-timeout", type=_positive_float, default=10.0, metavar="S",
                          help="how long to wait for the last finals at the end (default 10)")
-    service.add_argument("-q", "--quiet", action="store_true", help="no status line on stderr")
     for impl in pm.hook.add_options.get_hookimpls():
         group = parser.add_argument_group(f"plugin {impl.plugin_name}")
         try:
@@ -189,18 +189,19 @@ def configure_plugins(pm: pluggy.PluginManager, config: Config) -> None:
 
 
 def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    source = WavReplaySource(
+        args.file, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms, speed=None if args.fast else args.speed
+    )
     settings = settings_from_args(args)
     if args.fast and not _is_local(settings.url):
         raise UsageError("--fast sends audio faster than real time, which the real service refuses (4029); "
                          "use --speed 1 or a local server")
-    source = WavReplaySource(
-        args.file, sample_rate=settings.sample_rate, chunk_ms=settings.chunk_ms,
-        speed=None if args.fast else args.speed,
-    )
+    try:
+        codec(settings.protocol).connect_url(settings.url, settings.session_params())
+    except ProtocolError as error:  # a bad URL fails before plugins create any file
+        raise UsageError(str(error)) from None
     options = {key: value for key, value in vars(args).items() if key != "command_function"}
     configure_plugins(pm, Config("replay", options, pm, settings))
-    if not args.quiet:
-        print(f"captioner: replaying {source.description} to {redact_url(settings.url)}", file=sys.stderr, flush=True)
     asyncio.run(Engine(settings, pm).caption(source))
     return 0
 

@@ -52,10 +52,12 @@ class _Run:
         self.error_count = 0
         self.partials = self.finals = 0
         self.termination: Termination | None = None
+        self.source_description = ""
 
     async def caption(self, source: AudioSource) -> SessionSummary:
         if source.sample_rate != self.settings.sample_rate:
             raise ValueError("the source must deliver audio at the session's sample rate")
+        self.source_description = source.description
         self.dispatcher.start()
         failure: CaptionerError | None = None
         try:
@@ -69,7 +71,7 @@ class _Run:
             await self.session.run(source, self.on_message)
         except CaptionerError as error:
             failure = error
-            self.report(CaptionError(kind=error.kind, message=str(error), fatal=True, code=getattr(error, "code", None)))
+            self.report(CaptionError(kind=error.kind, message=str(error), fatal=True, code=error.code))
         finally:
             for turn in self.assembler.flush():
                 self.deliver(turn)
@@ -98,6 +100,7 @@ class _Run:
                     sample_rate=self.settings.sample_rate,
                     started_at=datetime.now(timezone.utc),
                     expires_at=message.expires_at,
+                    source=self.source_description,
                 ),
             )
         elif isinstance(message, Termination):

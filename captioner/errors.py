@@ -14,6 +14,10 @@ class CaptionerError(Exception):
     exit_code = 1
     kind = "error"
 
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code  # a WebSocket close code, when one caused it
+
 
 class UsageError(CaptionerError):
     """Bad command-line input, configuration, or plugin selection."""
@@ -48,10 +52,6 @@ class ServerError(CaptionerError):
 
     exit_code = 6
     kind = "server"
-
-    def __init__(self, message: str, code: int | None = None):
-        super().__init__(message)
-        self.code = code
 
 
 class ProtocolError(ValueError):

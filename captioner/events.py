@@ -23,6 +23,7 @@ class Session:
     started_at: datetime
     expires_at: datetime | None = None
     offset_ms: int = 0  # where this session's clock starts on the meeting clock
+    source: str = ""  # what is being captioned, e.g. "meeting.wav (44100 Hz, 2 ch, ...)"
 
 
 @dataclass(frozen=True)

@@ -123,17 +123,25 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
 
 def describe_plugins(pm: pluggy.PluginManager, include_defaults: bool = False) -> list[dict]:
     """What `captioner plugins` prints: name, version and hooks of each plugin."""
-    versions = {id(plugin): dist.version for plugin, dist in pm.list_plugin_distinfo()}
+    owners = metadata.packages_distributions()  # top-level module -> distributions
     described = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
         if plugin is None or (name in DEFAULT_PLUGINS and not include_defaults):
             continue
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
-        version = versions.get(id(plugin))
-        if version is None and name in DEFAULT_PLUGINS:
-            from . import __version__ as version
-        described.append({"name": name, "version": version, "hooks": hooks})
+        described.append({"name": name, "version": _version_of(plugin, owners), "hooks": hooks})
     return described
+
+
+def _version_of(plugin: object, owners: Mapping[str, list[str]]) -> str | None:
+    """The version of the distribution that ships the plugin's module, if any does."""
+    module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+    for dist in owners.get(module.partition(".")[0], ()):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def trace_enabled(environ: Mapping[str, str] = os.environ) -> bool:

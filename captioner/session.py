@@ -167,7 +167,7 @@ class StreamingSession:
                 return  # closed cleanly after Terminate, only without the courtesy message
             raise ServerError(f"{where} ended the session before the audio did (closed with 1000)", code)
         if code in closecodes.AUTH_FAILURES:
-            raise AuthError(f"{where} {closecodes.describe(code, reason)}")
+            raise AuthError(f"{where} {closecodes.describe(code, reason)}", code)
         if code is None or code == 1006:
             raise ConnectionFailed(f"the connection to {where} dropped without a close frame")
         raise ServerError(f"{where} {closecodes.describe(code, reason)}", code)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .events import CaptionError, Turn
+from .events import CaptionError, Session, Turn
 from .hookspecs import hookimpl
 
 
@@ -27,12 +27,15 @@ def add_options(parser):
         action="store_true",
         help="start each caption line with its time in the meeting [mm:ss]",
     )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no status line on stderr, only captions and errors"
+    )
 
 
 @hookimpl
 def configure(config):
     if config.plugin_manager is not None:
-        view = TerminalCaptions(timestamps=bool(config.option("timestamps")))
+        view = TerminalCaptions(timestamps=bool(config.option("timestamps")), quiet=bool(config.option("quiet")))
         config.plugin_manager.register(view, name="terminal-view")
 
 
@@ -49,12 +52,22 @@ def caption_line(turn: Turn, timestamps: bool = False) -> str:
 class TerminalCaptions:
     """The view; its hooks all run on this plugin's one worker thread, in order."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, timestamps: bool = False, live: bool | None = None):
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        timestamps: bool = False,
+        force_terminal: bool | None = None,
+        quiet: bool = False,
+    ):
+        self.quiet = quiet
         self.out = out or sys.stdout
         self.err = err
         self.timestamps = timestamps
-        self.console = Console(file=self.out, highlight=False, markup=False, emoji=False)
-        self.is_live = self.console.is_terminal if live is None else live
+        self.console = Console(
+            file=self.out, force_terminal=force_terminal, highlight=False, markup=False, emoji=False
+        )
+        self.is_live = self.console.is_terminal
         self._live: Live | None = None
 
     def _view(self) -> Live:
@@ -62,6 +75,12 @@ class TerminalCaptions:
             self._live = Live(Text(""), console=self.console, auto_refresh=False, transient=True)
             self._live.start()
         return self._live
+
+    @hookimpl
+    def on_session_begin(self, session: Session) -> None:
+        if not self.quiet:
+            what = f"{session.source} " if session.source else ""
+            self._warn(f"captioner: captioning {what}via {session.url} (session {session.id})")
 
     @hookimpl
     def on_partial(self, turn: Turn) -> None:
@@ -73,8 +92,8 @@ class TerminalCaptions:
         line = caption_line(turn, self.timestamps)
         if self.is_live:
             view = self._view()
+            view.update(Text(""), refresh=True)  # cleared first, or the partial is redrawn below the final
             view.console.print(Text(line))
-            view.update(Text(""), refresh=True)
         else:
             self.out.write(line + "\n")
             self.out.flush()
@@ -83,10 +102,13 @@ class TerminalCaptions:
     def on_error(self, error: CaptionError) -> None:
         if error.fatal:
             return  # the command prints it, once, as it exits
-        # Looked up now, not at start: while the live view runs, rich routes sys.stderr
-        # above it instead of through it.
+        self._warn(f"captioner: warning: {error.message}")
+
+    def _warn(self, line: str) -> None:
+        # sys.stderr is looked up now, not at start: while the live view runs, rich
+        # routes it above the view instead of through it.
         err = self.err or sys.stderr
-        err.write(f"captioner: warning: {error.message}\n")
+        err.write(line + "\n")
         err.flush()
 
     @hookimpl

@@ -16,6 +16,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Iterable
 
 from ..audio import WavReplaySource
@@ -139,7 +140,11 @@ async def replay_async(
     settings = dataclasses.replace(settings or Settings(), url=url)
     pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
     for plugin in plugins:
-        pm.register(plugin)
+        # Named after their class, so errors read "plugin Raises failed ..."
+        name = type(plugin).__name__ if not isinstance(plugin, ModuleType) else plugin.__name__
+        while pm.get_plugin(name) is not None:
+            name += "'"
+        pm.register(plugin, name=name)
     recorder = EventRecorder()
     pm.register(recorder, name="event-recorder")
     source = WavReplaySource(wav, sample_rate=settings.sample_rate, chunk_ms=settings.chunk_ms, speed=speed)

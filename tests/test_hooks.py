@@ -1,0 +1,197 @@
+"""One test per hook (test_hook_<name>), and the datasette-style checks that every hook
+has such a test and a section in docs/plugins.md."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+
+from captioner import UsageError, hookimpl, hookspecs
+from captioner.cli import build_parser, configure_plugins
+from captioner.plugins import build_plugin_manager
+from captioner.settings import Config, Settings
+from captioner.testing import TranscriptScript, close_at, malformed_at
+from conftest import ROOT, fixture
+
+HOOKS = sorted(name for name, value in vars(hookspecs).items() if hasattr(value, "captioner_spec"))
+HELLO = fixture("hello.wav")
+HELLO_SCRIPT = TranscriptScript.load(fixture("hello.json"))
+
+
+def empty_pm():
+    return build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
+
+
+def test_the_hook_list_is_what_the_docs_promise():
+    assert HOOKS == sorted(
+        ["add_options", "configure", "on_session_begin", "on_partial", "on_final", "on_error", "on_session_end"]
+    )
+
+
+def test_plugin_hooks_have_tests():
+    tested = set()
+    for path in Path(__file__).parent.rglob("test_*.py"):
+        tree = ast.parse(path.read_text())
+        tested |= {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    missing = [hook for hook in HOOKS if f"test_hook_{hook}" not in tested]
+    assert not missing, f"hooks without a test_hook_<name> test: {missing}"
+
+
+def test_plugin_hooks_are_documented():
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    for hook in HOOKS:
+        arguments = ", ".join(inspect.signature(getattr(hookspecs, hook)).parameters)
+        assert re.search(rf"^### `{hook}\({arguments}\)`$", docs, re.M), f"{hook}({arguments}) is not documented"
+
+
+def test_hook_add_options():
+    class AddsAnOption:
+        @hookimpl
+        def add_options(self, parser):
+            parser.add_argument("--shout", action="store_true", help="captions in capitals")
+
+    pm = empty_pm()
+    pm.register(AddsAnOption(), name="shouty")
+    parser = build_parser(pm)
+    args = parser.parse_args(["replay", "x.wav", "--shout"])
+    assert args.shout is True
+    assert "plugin shouty" in parser._subparsers._group_actions[0].choices["replay"].format_help()
+
+
+def test_hook_add_options_failure_is_a_usage_error():
+    class Clashes:
+        @hookimpl
+        def add_options(self, parser):
+            parser.add_argument("--url")
+
+    pm = empty_pm()
+    pm.register(Clashes(), name="clashes")
+    with pytest.raises(UsageError, match="plugin clashes failed to add its options.*--disable-plugin clashes"):
+        build_parser(pm)
+
+
+def test_hook_configure():
+    seen = []
+
+    class Configured:
+        @hookimpl
+        def configure(self, config):
+            seen.append((config.command, config.option("out_dir"), config.option("--out-dir"), config.settings.sample_rate))
+
+    class Refuses:
+        @hookimpl
+        def configure(self, config):
+            raise UsageError("--out-dir /nope: directory does not exist")
+
+    class Crashes:
+        @hookimpl
+        def configure(self, config):
+            raise KeyError("oops")
+
+    config = Config("replay", {"out_dir": "/tmp/x"}, None, Settings(sample_rate=8000))
+    pm = empty_pm()
+    pm.register(Configured(), name="configured")
+    configure_plugins(pm, config)
+    assert seen == [("replay", "/tmp/x", "/tmp/x", 8000)]
+    pm.register(Refuses(), name="refuses")
+    with pytest.raises(UsageError, match="directory does not exist"):
+        configure_plugins(pm, config)
+    pm.unregister(name="refuses")
+    pm.register(Crashes(), name="crashes")
+    with pytest.raises(UsageError, match="plugin crashes failed to start: KeyError"):
+        configure_plugins(pm, config)
+
+
+def test_hook_on_session_begin(replay):
+    sessions = []
+
+    class Begins:
+        @hookimpl
+        def on_session_begin(self, session):
+            sessions.append(session)
+
+    result = replay(HELLO, plugins=[Begins()])
+    (session,) = sessions
+    assert session.id == result.server.connections[0].session_id
+    assert session.protocol == "v3" and session.sample_rate == 16000
+    assert session.url.startswith(result.server.url + "?sample_rate=16000")
+    assert session.started_at.tzinfo == timezone.utc and session.expires_at > session.started_at
+    assert session.source.startswith("hello.wav (16000 Hz, 1 ch")
+    assert session.offset_ms == 0
+
+
+def test_hook_on_partial(replay):
+    partials = []
+
+    class Partials:
+        @hookimpl
+        async def on_partial(self, turn):
+            partials.append(turn)
+
+    replay(HELLO, plugins=[Partials()])
+    words = HELLO_SCRIPT.turns[0].words
+    assert [p.display_text for p in partials] == [" ".join(w.text for w in words[: n + 1]) for n in range(len(words))]
+    assert not any(p.is_final for p in partials)
+    assert partials[-1].words[-1].is_final is False  # the newest word may still change
+
+
+def test_hook_on_final(replay):
+    finals = []
+
+    class Finals:
+        @hookimpl
+        def on_final(self, turn):
+            finals.append(turn)
+
+    replay(fixture("meeting.wav"), plugins=[Finals()], settings=Settings(speaker_labels=True))
+    script = TranscriptScript.load(fixture("meeting.json"))
+    assert [f.text for f in finals] == script.finals
+    assert [f.turn_order for f in finals] == list(range(len(script.turns)))
+    assert [f.speaker for f in finals] == [t.speaker for t in script.turns]
+    assert all(f.is_final and f.words and f.start_ms < f.end_ms for f in finals)
+
+
+def test_hook_on_error(replay):
+    errors = []
+
+    class Errors:
+        @hookimpl
+        def on_error(self, error):
+            errors.append(error)
+
+    class Fails:
+        @hookimpl
+        def on_session_begin(self, session):
+            raise RuntimeError("cannot begin")
+
+    replay(HELLO, plugins=[Errors(), Fails()], faults=[malformed_at(1000, "[]"), close_at(2000, 1011)])
+    assert [(e.kind, e.fatal, e.plugin) for e in errors] == [
+        ("plugin", False, "Fails"),
+        ("protocol", False, None),
+        ("server", True, None),
+    ]
+    assert errors[0].message == "plugin Fails failed in on_session_begin: RuntimeError: cannot begin"
+    assert errors[2].code == 1011
+
+
+def test_hook_on_session_end(replay):
+    ends = []
+
+    class Ends:
+        @hookimpl
+        def on_session_end(self, summary):
+            ends.append(summary)
+
+    replay(HELLO, plugins=[Ends()])
+    replay(HELLO, plugins=[Ends()], faults=[close_at(1500, 4001)])
+    good, failed = ends
+    assert good.ok and good.terminated and good.finals == 1 and good.error_count == 0
+    assert good.audio_seconds_sent == pytest.approx(HELLO_SCRIPT.turns[-1].end / 1000, abs=1.5)
+    assert good.server_audio_seconds == int(good.audio_seconds_sent)
+    assert not failed.ok and not failed.terminated and failed.finals == 0
+    assert [(e.kind, e.code) for e in failed.errors] == [("auth", 4001)]

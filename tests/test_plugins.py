@@ -1,0 +1,289 @@
+"""Plugins: loading from entry points, isolation, ordering, and the non-blocking audio path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+import threading
+import time
+
+import pluggy
+import pytest
+import soundfile
+
+from captioner import hookimpl
+from captioner.dispatch import PluginDispatcher
+from captioner.errors import UsageError
+from captioner.plugins import build_plugin_manager, describe_plugins
+from captioner.testing import EventRecorder, FakeServerThread, FakeStreamingServer, TranscriptScript
+from conftest import fixture
+
+HELLO = fixture("hello.wav")
+HELLO_FINALS = TranscriptScript.load(fixture("hello.json")).finals
+MEETING_FINALS = TranscriptScript.load(fixture("meeting.json")).finals
+
+
+class Raises:
+    @hookimpl
+    def on_final(self, turn):
+        raise RuntimeError("boom in a plugin")
+
+
+class RaisesAsync:
+    @hookimpl
+    async def on_partial(self, turn):
+        raise ValueError("async boom")
+
+
+class AsyncCollector:
+    def __init__(self):
+        self.finals = []
+        self.threads = set()
+
+    @hookimpl
+    async def on_final(self, turn):
+        await asyncio.sleep(0)
+        self.finals.append(turn.text)
+
+
+def test_a_raising_plugin_does_not_stop_the_others(replay):
+    collector = AsyncCollector()
+    result = replay(fixture("meeting.wav"), plugins=[Raises(), RaisesAsync(), collector])
+    assert result.error is None
+    assert result.final_texts == MEETING_FINALS  # the recorder saw everything
+    assert collector.finals == MEETING_FINALS  # and so did the async plugin
+    plugin_errors = [e for e in result.errors if e.kind == "plugin"]
+    assert {e.plugin for e in plugin_errors} == {"Raises", "RaisesAsync"}
+    assert sum("boom in a plugin" in e.message for e in plugin_errors) == len(MEETING_FINALS)
+    assert any("async boom" in e.message and "on_partial" in e.message for e in plugin_errors)
+    assert not any(e.fatal for e in plugin_errors)
+
+
+def test_sync_hooks_run_off_the_event_loop_one_thread_per_plugin(replay):
+    threads = {}
+
+    class WhereAmI:
+        def __init__(self, name):
+            self.name = name
+
+        @hookimpl
+        def on_final(self, turn):
+            threads.setdefault(self.name, set()).add(threading.current_thread().name)
+
+    replay(HELLO, plugins=[WhereAmI("a"), WhereAmI("b")])
+    assert len(threads["a"]) == 1 and len(threads["b"]) == 1
+    assert threads["a"] != threads["b"]
+    assert threading.main_thread().name not in threads["a"] | threads["b"]
+
+
+def test_a_blocked_plugin_stalls_neither_the_audio_nor_the_other_plugins():
+    pcm_bytes = len(soundfile.read(fixture("meeting.wav"), dtype="int16")[0]) * 2
+    script = TranscriptScript.load(fixture("meeting.json"))
+    with FakeServerThread(FakeStreamingServer(script)) as server:
+
+        class BlocksUntilAllAudioArrived:
+            audio_arrived = None
+
+            @hookimpl
+            def on_partial(self, turn):
+                if self.audio_arrived is None:
+                    # Hold the first partial until the server has every byte of audio:
+                    # if this plugin could stall the audio path, this would never happen.
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline:
+                        if server.connections and len(server.connections[0].audio) == pcm_bytes:
+                            break
+                        time.sleep(0.01)
+                    self.audio_arrived = len(server.connections[0].audio) == pcm_bytes
+                    self.finals_seen_by_then = len(recorder.finals)
+
+        from captioner.testing import replay as run_replay
+
+        blocker = BlocksUntilAllAudioArrived()
+        recorder = EventRecorder()
+        result = run_replay(fixture("meeting.wav"), server=server, plugins=[blocker, recorder])
+    assert blocker.audio_arrived is True
+    assert result.error is None
+    assert recorder.final_texts == MEETING_FINALS
+    assert blocker.finals_seen_by_then > 0  # the other plugin kept receiving finals meanwhile
+
+
+def test_a_plugin_that_falls_too_far_behind_is_disabled_and_reported():
+    release = threading.Event()
+    calls = []
+
+    class Stuck:
+        @hookimpl
+        def on_partial(self, turn):
+            calls.append(turn)
+            release.wait(10)
+
+    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
+    pm.register(Stuck(), name="stuck")
+    reported = []
+
+    async def run():
+        dispatcher = PluginDispatcher(pm, reported.append, max_pending=3)
+        dispatcher.start()
+        for n in range(10):
+            dispatcher.emit("on_partial", turn=n)
+            await asyncio.sleep(0.01)
+        release.set()
+        await dispatcher.close(timeout=5)
+        return dispatcher
+
+    dispatcher = asyncio.run(run())
+    assert len(reported) == 1
+    assert reported[0].plugin == "stuck" and "fell 3 events behind" in reported[0].message
+    assert dispatcher.channels[0].disabled
+    assert len(calls) == 1  # what was queued when it was disabled was dropped, not delivered late
+
+
+def test_plugin_close_waits_a_bounded_time(capsys):
+    class Forever:
+        @hookimpl
+        def on_session_end(self, summary):
+            time.sleep(30)
+
+    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
+    pm.register(Forever(), name="forever")
+
+    async def run():
+        dispatcher = PluginDispatcher(pm, lambda error: None)
+        dispatcher.start()
+        dispatcher.emit("on_session_end", summary=None)
+        await dispatcher.close(timeout=0.2)
+
+    asyncio.run(run())
+    assert "plugin forever did not finish within 0.2 s" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- installed plugins
+
+
+def make_distribution(site, dist="captioner-throwaway", module="throwaway_plugin", name="throwaway", body=None):
+    """A real installed distribution: a module plus a .dist-info with an entry point."""
+    site.mkdir(exist_ok=True)
+    (site / f"{module}.py").write_text(body or textwrap.dedent(
+        """
+        import json
+        from captioner import hookimpl
+
+        state = {}
+
+        @hookimpl
+        def add_options(parser):
+            parser.add_argument("--throwaway-out", help="where the throwaway plugin writes")
+
+        @hookimpl
+        def configure(config):
+            state["out"] = config.option("throwaway_out")
+
+        @hookimpl
+        def on_final(turn):
+            if state.get("out"):
+                with open(state["out"], "a") as out:
+                    out.write(json.dumps({"final": turn.text, "start": turn.start_ms}) + "\\n")
+
+        @hookimpl
+        def on_session_end(summary):
+            if state.get("out"):
+                with open(state["out"], "a") as out:
+                    out.write(json.dumps({"finals": summary.finals}) + "\\n")
+        """
+    ))
+    info = site / f"{dist.replace('-', '_')}-0.3.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3.1\n")
+    (info / "entry_points.txt").write_text(f"[captioner]\n{name} = {module}\n")
+    (info / "RECORD").write_text(f"{module}.py,,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
+    return site
+
+
+def test_an_installed_plugin_is_listed_and_its_hooks_fire(tmp_path, cli):
+    site = make_distribution(tmp_path / "site")
+    env = {"PYTHONPATH": str(site)}
+    listed = cli("plugins", env=env)
+    assert listed.returncode == 0, listed.stderr
+    plugins = json.loads(listed.stdout)
+    assert {"name": "throwaway", "version": "0.3.1", "hooks": ["add_options", "configure", "on_final", "on_session_end"]} in plugins
+    assert "terminal" not in [p["name"] for p in plugins]
+    assert "terminal" in [p["name"] for p in json.loads(cli("plugins", "--all", env=env).stdout)]
+
+    out = tmp_path / "finals.jsonl"
+    with FakeServerThread(FakeStreamingServer(TranscriptScript.load(fixture("hello.json")))) as server:
+        ran = cli("replay", str(HELLO), "--url", server.url, "--fast", "--throwaway-out", str(out), env=env)
+    assert ran.returncode == 0, ran.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["final"] for line in lines[:-1]] == HELLO_FINALS
+    assert lines[-1] == {"finals": len(HELLO_FINALS)}
+
+
+def test_load_plugins_variable_and_disable_flag_select_plugins(tmp_path, cli):
+    site = make_distribution(tmp_path / "site")
+    make_distribution(site, dist="captioner-other", module="other_plugin", name="other", body=(
+        "from captioner import hookimpl\n\n@hookimpl\ndef on_partial(turn):\n    pass\n"))
+
+    def names(*args, **env):
+        result = cli("plugins", *args, env={"PYTHONPATH": str(site), **env})
+        assert result.returncode == 0, result.stderr
+        return sorted(p["name"] for p in json.loads(result.stdout))
+
+    assert names() == ["other", "throwaway"]
+    assert names(CAPTIONER_LOAD_PLUGINS="") == []
+    assert names(CAPTIONER_LOAD_PLUGINS="captioner-other") == ["other"]
+    assert names("--disable-plugin", "throwaway") == ["other"]
+    assert names("-p", "throwaway_plugin", CAPTIONER_LOAD_PLUGINS="") == ["throwaway_plugin"]
+    assert "terminal" not in [p["name"] for p in json.loads(cli("plugins", "--all", "--disable-plugin", "terminal").stdout)]
+
+
+def test_a_plugin_file_can_be_loaded_with_p(tmp_path):
+    path = tmp_path / "adhoc.py"
+    path.write_text("from captioner import hookimpl\n\n@hookimpl\ndef on_final(turn):\n    pass\n")
+    pm = build_plugin_manager(modules=[str(path)], environ={"CAPTIONER_LOAD_PLUGINS": ""})
+    assert [p["name"] for p in describe_plugins(pm)] == [str(path)]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"modules": ["no_such_module_xyz"]}, "-p no_such_module_xyz: cannot import plugin module"),
+        ({"disabled": ["nope"]}, "--disable-plugin nope: no such plugin; known: terminal"),
+        ({"environ": {"CAPTIONER_LOAD_PLUGINS": "not-installed-dist"}}, "not installed"),
+    ],
+)
+def test_unknown_plugin_names_are_usage_errors(kwargs, message):
+    kwargs.setdefault("environ", {"CAPTIONER_LOAD_PLUGINS": ""})
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        build_plugin_manager(**kwargs)
+
+
+def test_a_broken_installed_plugin_names_itself_and_how_to_skip_it(tmp_path, cli):
+    site = make_distribution(tmp_path / "site", body="raise ImportError('missing dependency xyz')\n")
+    result = cli("plugins", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "captioner: error: plugin 'throwaway' (captioner-throwaway) failed to load: "
+        "ImportError: missing dependency xyz; skip it with --disable-plugin throwaway"
+    ]
+    assert cli("plugins", "--disable-plugin", "throwaway", env={"PYTHONPATH": str(site)}).returncode == 0
+
+
+def test_trace_prints_every_hook_call(tmp_path, cli):
+    with FakeServerThread(FakeStreamingServer(TranscriptScript.load(fixture("hello.json")))) as server:
+        ran = cli("replay", str(HELLO), "--url", server.url, "--fast", env={"CAPTIONER_TRACE_PLUGINS": "1"})
+    assert ran.returncode == 0
+    assert "captioner: trace: terminal-view.on_final(turn=Turn(" in ran.stderr
+    assert "captioner: trace: terminal-view.on_session_end(summary=SessionSummary(" in ran.stderr
+
+
+def test_hook_implementations_are_validated_against_the_specs():
+    class Misspelled:
+        @hookimpl
+        def on_final(self, turn, extra_argument):
+            pass
+
+    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
+    with pytest.raises(pluggy.PluginValidationError):
+        pm.register(Misspelled())
