@@ -1,0 +1,46 @@
+"""Plugin authors get the fixtures through the pytest11 entry point, in their own projects."""
+
+from __future__ import annotations
+
+import shutil
+
+from conftest import fixture
+
+pytest_plugins = ["pytester"]
+
+
+def test_fixtures_reach_a_plugin_authors_test_suite(pytester):
+    shutil.copy(fixture("hello.wav"), pytester.path / "hello.wav")
+    shutil.copy(fixture("hello.json"), pytester.path / "hello.json")
+    pytester.makepyfile(
+        """
+        from captioner import hookimpl
+        from captioner.testing import close_at
+
+
+        class Upper:
+            def __init__(self):
+                self.lines = []
+
+            @hookimpl
+            def on_final(self, turn):
+                self.lines.append(turn.text.upper())
+
+
+        def test_my_plugin(replay):
+            plugin = Upper()
+            result = replay("hello.wav", plugins=[plugin])
+            assert plugin.lines == [text.upper() for text in result.final_texts]
+            assert plugin.lines == ["HELLO THIS IS A SHORT TEST OF LIVE CAPTIONS FOR MEETINGS"]
+
+
+        def test_with_a_fault(fake_server, replay):
+            server = fake_server("hello.json", faults=[close_at(1000, 3005)])
+            result = replay("hello.wav", server=server)
+            assert result.error.code == 3005
+            assert server.connections[0].close_code == 3005
+        """
+    )
+    # A subprocess, so the plugin is found the way it is in an author's project: by entry point.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
