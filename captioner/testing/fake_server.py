@@ -194,12 +194,12 @@ class _Conversation:
     async def run(self) -> None:
         websocket = self.websocket
         if not self.server._authorised(websocket.request.headers):
-            await websocket.close(4001, "Not Authorized")
+            await self._close(4001, "Not Authorized")
             return
         try:
             params = v3.parse_query(self.record.query)
         except v3.SessionRejected as rejected:
-            await websocket.close(rejected.code, rejected.reason)
+            await self._close(rejected.code, rejected.reason)
             return
         self.record.params = params
         player = ScriptPlayer(self.server.script, params)
@@ -214,8 +214,7 @@ class _Conversation:
                 try:
                     message = v3.decode_client(frame)
                 except v3.InvalidClientMessage as invalid:
-                    await self._drain()
-                    await websocket.close(invalid.code, invalid.reason)
+                    await self._close(invalid.code, invalid.reason)
                     return
                 if isinstance(message, Audio):
                     self.record.audio += message.pcm
@@ -235,8 +234,7 @@ class _Conversation:
                             session_duration_seconds=int(time.monotonic() - self.opened),
                         )
                     )
-                    await self._drain()
-                    await websocket.close(1000)
+                    await self._close(1000)
                     return
         except ConnectionClosed:
             pass
@@ -268,6 +266,22 @@ class _Conversation:
     async def _drain(self) -> None:
         await self.outbox.join()
 
+    async def _close(self, code: int, reason: str = "") -> None:
+        """Say what is queued, then close, reading (and discarding) until the client agrees.
+
+        The reading matters: a client still streaming audio would otherwise fill the
+        receive queue, websockets would stop reading the socket, and the client's close
+        frame would sit unread behind the audio until the close timed out.
+        """
+        await self._drain()
+        closing = asyncio.create_task(self.websocket.close(code, reason))
+        try:
+            async for frame in self.websocket:
+                self.record.frames.append(Frame("in", frame, self.audio_ms))
+        except ConnectionClosed:
+            pass
+        await closing
+
     async def _fire_faults(self) -> bool:
         """Fire the faults now due; True when the connection is gone."""
         while self.faults and self.faults[0].at_ms <= self.audio_ms:
@@ -275,8 +289,7 @@ class _Conversation:
             if fault.action == "malformed":
                 self.send(fault.frame)
             elif fault.action == "close":
-                await self._drain()  # what the server said before the fault still goes out
-                await self.websocket.close(fault.code, fault.reason)
+                await self._close(fault.code, fault.reason)  # what was said before still goes out
                 return True
             elif fault.action == "drop":
                 self.websocket.transport.abort()
