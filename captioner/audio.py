@@ -87,8 +87,11 @@ class Rechunker:
         del self._pending[:whole]
         return chunks
 
-    def flush(self) -> bytes:
+    def flush(self, pad: bool = False) -> bytes:
+        """What is left; with `pad`, filled with silence to a whole chunk."""
         tail, self._pending = bytes(self._pending), bytearray()
+        if pad and tail:
+            tail += bytes(self.chunk_bytes - len(tail))
         return tail
 
 
@@ -160,7 +163,8 @@ class WavReplaySource:
                 last = len(frames) < block
                 pieces = rechunker.feed(converter.convert(frames, last=last))
                 if last:
-                    tail = rechunker.flush()
+                    # The service refuses chunks under 50 ms (3007): pad the tail with silence.
+                    tail = rechunker.flush(pad=True)
                     pieces += [tail] if tail else []
                 for piece in pieces:
                     if self._pacer:

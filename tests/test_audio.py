@@ -26,10 +26,13 @@ def test_16k_mono_fixture_is_sent_bit_exact_in_50ms_chunks():
     source = WavReplaySource(fixture("hello.wav"), speed=None)
     chunks = collect(source)
     pcm, rate = soundfile.read(fixture("hello.wav"), dtype="int16")
-    assert rate == 16000
-    assert b"".join(chunks) == pcm.tobytes()
-    assert all(len(chunk) == 1600 for chunk in chunks[:-1])  # 50 ms of 16-bit mono
-    assert 0 < len(chunks[-1]) <= 1600
+    pcm = pcm.tobytes()
+    assert rate == 16000 and len(pcm) % 1600 != 0  # so the tail below is a real case
+    sent = b"".join(chunks)
+    assert sent[: len(pcm)] == pcm
+    # The service refuses chunks under 50 ms, so the tail is padded with silence.
+    assert all(len(chunk) == 1600 for chunk in chunks)  # 50 ms of 16-bit mono
+    assert sent[len(pcm) :] == bytes(len(sent) - len(pcm)) and len(sent) - len(pcm) < 1600
 
 
 def test_44k_stereo_float_is_downmixed_and_resampled(tmp_path):
@@ -39,7 +42,7 @@ def test_44k_stereo_float_is_downmixed_and_resampled(tmp_path):
     path = tmp_path / "hello44.wav"
     soundfile.write(path, upsampled, 44100, subtype="FLOAT")
     converted = np.frombuffer(b"".join(collect(WavReplaySource(path, speed=None))), dtype="<i2") / 32768
-    assert abs(len(converted) - len(original)) <= 16  # within a millisecond
+    assert 0 <= len(converted) - len(original) < 800  # the tail is padded to a 50 ms chunk
     n = min(len(converted), len(original))
     noise = converted[:n] - original[:n]
     snr_db = 10 * np.log10(np.sum(original[:n] ** 2) / np.sum(noise**2))
@@ -48,9 +51,9 @@ def test_44k_stereo_float_is_downmixed_and_resampled(tmp_path):
 
 def test_other_session_rates_and_chunk_sizes():
     chunks = collect(WavReplaySource(fixture("hello.wav"), sample_rate=8000, chunk_ms=100, speed=None))
-    assert all(len(chunk) == 1600 for chunk in chunks[:-1])  # 100 ms at 8 kHz
+    assert all(len(chunk) == 1600 for chunk in chunks)  # 100 ms at 8 kHz
     total_seconds = sum(map(len, chunks)) / 2 / 8000
-    assert total_seconds == pytest.approx(soundfile.info(fixture("hello.wav")).duration, abs=0.01)
+    assert 0 <= total_seconds - soundfile.info(fixture("hello.wav")).duration < 0.1
 
 
 def test_converter_is_streaming_and_matches_one_shot_resampling():

@@ -9,6 +9,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript, close_at, drop_at, malformed_at
+from captioner.server import ServerLimits
 from captioner.testing.player import ScriptPlayer
 from captioner.protocol.messages import SessionParams
 from conftest import fixture
@@ -33,7 +34,8 @@ def silence(ms: int) -> bytes:
 
 @pytest.fixture
 def server(request):
-    options = getattr(request, "param", {})
+    # Most tests here send long chunks for brevity; the chunk limits have their own test.
+    options = {"limits": ServerLimits(chunk_ms=None), **getattr(request, "param", {})}
     with FakeServerThread(FakeStreamingServer(SCRIPT, **options)) as running:
         yield running
 
@@ -196,3 +198,13 @@ def test_time_is_received_audio_at_the_session_sample_rate(server):
     at_16k, _, _ = converse(server.url, frames, query="sample_rate=16000")
     assert [t[3] for t in turns(at_8k) if t[1]] == ["hello"]
     assert [t[3] for t in turns(at_16k) if t[1]] == []
+
+
+@pytest.mark.parametrize(
+    "frame, code",
+    [(silence(40), 3007), (silence(1001), 3007), (b"\x00" * 1601, 3006), (silence(50), 1000), (silence(1000), 1000)],
+)
+def test_audio_chunks_are_checked_as_the_service_does(frame, code):
+    with FakeServerThread(FakeStreamingServer(SCRIPT)) as server:
+        _, close_code, reason = converse(server.url, [frame, '{"type": "Terminate"}'])
+    assert close_code == code, reason

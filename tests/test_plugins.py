@@ -78,7 +78,8 @@ def test_sync_hooks_run_off_the_event_loop_one_thread_per_plugin(replay):
 
 
 def test_a_blocked_plugin_stalls_neither_the_audio_nor_the_other_plugins():
-    pcm_bytes = len(soundfile.read(fixture("meeting.wav"), dtype="int16")[0]) * 2
+    samples = len(soundfile.read(fixture("meeting.wav"), dtype="int16")[0])
+    pcm_bytes = -(-samples * 2 // 1600) * 1600  # whole 50 ms chunks, the tail padded
     script = TranscriptScript.load(fixture("meeting.json"))
     with FakeServerThread(FakeStreamingServer(script)) as server:
 

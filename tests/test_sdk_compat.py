@@ -25,6 +25,7 @@ CHUNK = 1600  # 50 ms
 
 def fixture_chunks(name="hello"):
     pcm = soundfile.read(fixture(f"{name}.wav"), dtype="int16")[0].tobytes()
+    pcm += bytes(-len(pcm) % CHUNK)  # the service refuses chunks under 50 ms
     return [pcm[i : i + CHUNK] for i in range(0, len(pcm), CHUNK)]
 
 

@@ -52,7 +52,8 @@ def describe(code: int | None, reason: str = "") -> str:
     """One line for a close: 'closed with 4001 (not authorized): check ASSEMBLYAI_API_KEY'."""
     meaning = MEANINGS.get(code or 0) or reason or "no reason given"
     text = f"closed with {code} ({meaning})"
-    if reason and reason.lower() != meaning.lower() and code in MEANINGS:
-        text += f": {reason}"
+    if reason and code in MEANINGS and not meaning.lower().startswith(reason.lower()):
+        detail = reason[len(meaning):].lstrip(" :") if reason.lower().startswith(meaning.lower()) else reason
+        text += f": {detail}" if detail else ""
     advice = ADVICE.get(code or 0)
     return f"{text}; {advice}" if advice else text

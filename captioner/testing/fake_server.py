@@ -18,32 +18,17 @@ commands under test in a subprocess.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-import time
-import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from http import HTTPStatus
+from dataclasses import dataclass
 from typing import Any, Iterable
-from urllib.parse import urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-
-from ..protocol import closecodes, v3
-from ..protocol.messages import (
-    Audio,
-    Begin,
-    ForceEndpoint,
-    ServerMessage,
-    SessionParams,
-    Terminate,
-    Termination,
-    UpdateConfiguration,
-)
+from ..protocol import closecodes
+from ..protocol.messages import SessionParams
+from ..server import Conversation, ConnectionRecord, Emit, Frame, ServerLimits, StreamingServer
 from .player import ScriptPlayer
 from .script import TranscriptScript
+
+__all__ = ["ConnectionRecord", "FakeServerThread", "FakeStreamingServer", "Fault", "Frame", "close_at", "drop_at", "malformed_at"]
 
 
 @dataclass(frozen=True)
@@ -74,45 +59,39 @@ def malformed_at(at_ms: int, frame: str | bytes = Fault.frame, connection: int =
     return Fault("malformed", at_ms, frame=frame, connection=connection)
 
 
-@dataclass(frozen=True)
-class Frame:
-    direction: str  # "in" (client to server) or "out"
-    data: str | bytes
-    audio_ms: float  # received audio when it crossed the wire
+class ScriptTranscriber:
+    """Plays a transcript script, clocked by the audio received."""
+
+    def __init__(self, script: TranscriptScript, params: SessionParams, emit: Emit):
+        self.player = ScriptPlayer(script, params)
+        self.emit = emit
+        self.bytes_per_ms = params.sample_rate * 2 / 1000
+        self.received = 0
+
+    def _emit(self, updates) -> None:
+        for update in updates:
+            self.emit(update)
+
+    async def accept(self, pcm: bytes) -> None:
+        self.received += len(pcm)
+        self._emit(self.player.advance(self.received / self.bytes_per_ms))
+
+    async def force_endpoint(self) -> None:
+        self._emit(self.player.force_endpoint())
+
+    async def update(self, settings: dict) -> None:
+        self.player.update(settings)
+
+    async def finish(self) -> None:
+        self._emit(self.player.force_endpoint())
+
+    async def close(self) -> None:
+        pass
 
 
-@dataclass
-class ConnectionRecord:
-    """Everything one client connection did."""
+class FakeStreamingServer(StreamingServer):
+    """The v3 server of `captioner.server`, telling a transcript script, recording everything."""
 
-    path: str
-    query: str
-    headers: dict[str, str]
-    params: SessionParams | None = None
-    frames: list[Frame] = field(default_factory=list)
-    audio: bytearray = field(default_factory=bytearray)
-    close_code: int | None = None
-    close_reason: str = ""
-    session_id: str = ""
-    finished: threading.Event = field(default_factory=threading.Event)
-
-    def received(self, kind: type | None = None) -> list[str | bytes]:
-        """Frames from the client: all, or only text (`str`) or binary (`bytes`)."""
-        return [f.data for f in self.frames if f.direction == "in" and (kind is None or isinstance(f.data, kind))]
-
-    def sent_messages(self) -> list[dict]:
-        """The JSON messages the server sent, decoded (malformed ones skipped)."""
-        messages = []
-        for frame in self.frames:
-            if frame.direction == "out" and isinstance(frame.data, str):
-                try:
-                    messages.append(json.loads(frame.data))
-                except ValueError:
-                    pass
-        return messages
-
-
-class FakeStreamingServer:
     def __init__(
         self,
         script: TranscriptScript,
@@ -122,174 +101,40 @@ class FakeStreamingServer:
         faults: Iterable[Fault] = (),
         reply_delay_ms: float = 0,
         api_key: str | None = None,
-        reject_with: str = "close",  # how a wrong key is refused: "close" (4001) or "http" (401)
+        reject_with: str = "close",
+        limits: ServerLimits = ServerLimits(),
     ):
-        self.script = script
-        self.host, self.port = host, port
-        self.faults = list(faults)
-        self.reply_delay = reply_delay_ms / 1000
-        self.api_key = api_key
-        self.reject_with = reject_with
-        self.connections: list[ConnectionRecord] = []
-        self._server: Server | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.host}:{self.port}{v3.PATH}"
-
-    async def start(self) -> FakeStreamingServer:
-        self._server = await serve(
-            self._handle, self.host, self.port, process_request=self._check_request, compression=None
+        super().__init__(
+            lambda params, emit: ScriptTranscriber(script, params, emit),
+            host=host,
+            port=port,
+            api_key=api_key,
+            reject_with=reject_with,
+            limits=limits,
+            record=True,
+            reply_delay_ms=reply_delay_ms,
         )
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
+        self.script = script
+        self.faults = list(faults)
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def __aenter__(self) -> FakeStreamingServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    def _authorised(self, headers) -> bool:
-        return self.api_key is None or headers.get("Authorization") == self.api_key
-
-    def _check_request(self, connection: ServerConnection, request):
-        if urlsplit(request.path).path != v3.PATH:
-            return connection.respond(HTTPStatus.NOT_FOUND, f"no endpoint here; use {v3.PATH}\n")
-        if self.reject_with == "http" and not self._authorised(request.headers):
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
-        return None
-
-    async def _handle(self, websocket: ServerConnection) -> None:
-        request = websocket.request
-        parts = urlsplit(request.path)
-        record = ConnectionRecord(parts.path, parts.query, dict(request.headers.raw_items()))
-        index = len(self.connections)
-        self.connections.append(record)
-        try:
-            await _Conversation(self, websocket, record, index).run()
-        finally:
-            record.close_code = websocket.close_code
-            record.close_reason = websocket.close_reason or ""
-            record.finished.set()
+    def conversation(self, websocket, record: ConnectionRecord, index: int) -> Conversation:
+        faults = sorted((f for f in self.faults if f.connection == index), key=lambda f: f.at_ms)
+        return _FaultyConversation(self, websocket, record, faults)
 
 
-class _Conversation:
-    """One connection: read client frames, answer through an outbox that can lag."""
+class _FaultyConversation(Conversation):
+    def __init__(self, server, websocket, record, faults: list[Fault]):
+        super().__init__(server, websocket, record)
+        self.faults = faults
 
-    def __init__(self, server: FakeStreamingServer, websocket: ServerConnection, record: ConnectionRecord, index: int):
-        self.server = server
-        self.websocket = websocket
-        self.record = record
-        self.faults = sorted((f for f in server.faults if f.connection == index), key=lambda f: f.at_ms)
-        self.outbox: asyncio.Queue = asyncio.Queue()
-        self.opened = time.monotonic()
-        self.audio_ms = 0.0
-
-    async def run(self) -> None:
-        websocket = self.websocket
-        if not self.server._authorised(websocket.request.headers):
-            await self._close(4001, "Not Authorized")
-            return
-        try:
-            params = v3.parse_query(self.record.query)
-        except v3.SessionRejected as rejected:
-            await self._close(rejected.code, rejected.reason)
-            return
-        self.record.params = params
-        player = ScriptPlayer(self.server.script, params)
-        writer = asyncio.create_task(self._write())
-        try:
-            self.record.session_id = str(uuid.uuid4())
-            expires = datetime.now(timezone.utc) + timedelta(hours=3)
-            self.send(Begin(self.record.session_id, expires))
-            await self._fire_faults()
-            async for frame in websocket:
-                self.record.frames.append(Frame("in", frame, self.audio_ms))
-                try:
-                    message = v3.decode_client(frame)
-                except v3.InvalidClientMessage as invalid:
-                    await self._close(invalid.code, invalid.reason)
-                    return
-                if isinstance(message, Audio):
-                    self.record.audio += message.pcm
-                    self.audio_ms = len(self.record.audio) / 2 / params.sample_rate * 1000
-                    self.send(*player.advance(self.audio_ms))
-                    if await self._fire_faults():
-                        return
-                elif isinstance(message, ForceEndpoint):
-                    self.send(*player.force_endpoint())
-                elif isinstance(message, UpdateConfiguration):
-                    player.update(message.params)
-                elif isinstance(message, Terminate):
-                    self.send(*player.force_endpoint())
-                    self.send(
-                        Termination(
-                            audio_duration_seconds=int(self.audio_ms // 1000),
-                            session_duration_seconds=int(time.monotonic() - self.opened),
-                        )
-                    )
-                    await self._close(1000)
-                    return
-        except ConnectionClosed:
-            pass
-        finally:
-            writer.cancel()
-
-    def send(self, *messages: ServerMessage | str | bytes) -> None:
-        due = time.monotonic() + self.server.reply_delay
-        for message in messages:
-            frame = message if isinstance(message, (str, bytes)) else v3.encode_server(message)
-            self.outbox.put_nowait((due, frame))
-
-    async def _write(self) -> None:
-        closed = False
-        while True:
-            due, frame = await self.outbox.get()
-            try:
-                if not closed:  # once closed, the rest is discarded so _drain() returns
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    self.record.frames.append(Frame("out", frame, self.audio_ms))
-                    await self.websocket.send(frame)
-            except ConnectionClosed:
-                closed = True
-            finally:
-                self.outbox.task_done()
-
-    async def _drain(self) -> None:
-        await self.outbox.join()
-
-    async def _close(self, code: int, reason: str = "") -> None:
-        """Say what is queued, then close, reading (and discarding) until the client agrees.
-
-        The reading matters: a client still streaming audio would otherwise fill the
-        receive queue, websockets would stop reading the socket, and the client's close
-        frame would sit unread behind the audio until the close timed out.
-        """
-        await self._drain()
-        closing = asyncio.create_task(self.websocket.close(code, reason))
-        try:
-            async for frame in self.websocket:
-                self.record.frames.append(Frame("in", frame, self.audio_ms))
-        except ConnectionClosed:
-            pass
-        await closing
-
-    async def _fire_faults(self) -> bool:
+    async def after_audio(self) -> bool:
         """Fire the faults now due; True when the connection is gone."""
         while self.faults and self.faults[0].at_ms <= self.audio_ms:
             fault = self.faults.pop(0)
             if fault.action == "malformed":
                 self.send(fault.frame)
             elif fault.action == "close":
-                await self._close(fault.code, fault.reason)  # what was said before still goes out
+                await self.close(fault.code, fault.reason)  # what was said before still goes out
                 return True
             elif fault.action == "drop":
                 self.websocket.transport.abort()
