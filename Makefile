@@ -12,8 +12,8 @@ setup: $(STAMP)
 
 # Reinstall when any project file changes; the stamp keeps repeated runs fast.
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) scripts/system-deps.sh
-	@scripts/system-deps.sh base
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@PYTHON=$(PYTHON) scripts/system-deps.sh base
+	@test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-e '.[test]' $(foreach dir,$(PLUGIN_DIRS),-e '$(dir)[test]')
 	@touch $@

@@ -72,6 +72,11 @@ def float_to_pcm16(samples: np.ndarray) -> bytes:
     return scaled.astype("<i2").tobytes()
 
 
+def chunk_bytes(sample_rate: int, chunk_ms: int) -> int:
+    """Bytes of 16-bit mono audio in a chunk, rounded up: the service refuses short chunks."""
+    return -(-sample_rate * chunk_ms // 1000) * 2
+
+
 class Rechunker:
     """Cuts a byte stream into fixed-size chunks; the tail comes out at the end."""
 
@@ -155,7 +160,7 @@ class WavReplaySource:
         converter = PcmConverter(self.file_rate, self.sample_rate)
         # A 16-bit mono file at the session rate is read as int16 and sent untouched.
         dtype = "int16" if converter.is_identity and self.file_channels == 1 else "float32"
-        rechunker = Rechunker(self.sample_rate * self.chunk_ms // 1000 * 2)
+        rechunker = Rechunker(chunk_bytes(self.sample_rate, self.chunk_ms))
         block = max(1, int(self.file_rate * READ_SECONDS))
         try:
             while True:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import os
+import signal
 import sys
 from dataclasses import replace
 from typing import Sequence
-from urllib.parse import urlsplit
 
 import pluggy
 
@@ -29,6 +28,7 @@ from .errors import ProtocolError
 from .protocol import CODECS, codec, v3
 from .session import SessionTimeouts
 from .settings import Config, Settings, find_api_key
+from .urls import is_local
 
 
 class Parser(argparse.ArgumentParser):
@@ -112,7 +112,7 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     )
     fake.add_argument("--script", required=True, help="transcript script (JSON), e.g. fixtures/meeting.json")
     fake.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    fake.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    fake.add_argument("--port", type=_port, default=0, help="port (default 0: a free one)")
     fake.add_argument("--reply-delay-ms", type=float, default=0, metavar="MS", help="delay every reply")
     fake.set_defaults(command_function=command_fake_server)
     return parser
@@ -127,7 +127,7 @@ def _captioning_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
         help=f"streaming server (default {v3.DEFAULT_URL}; env CAPTIONER_URL)",
     )
     service.add_argument("--protocol", default=v3.NAME, choices=sorted(CODECS), help="wire protocol (default v3)")
-    service.add_argument("--sample-rate", type=_positive_int, default=DEFAULT_SAMPLE_RATE, metavar="HZ",
+    service.add_argument("--sample-rate", type=_sample_rate, default=DEFAULT_SAMPLE_RATE, metavar="HZ",
                          help=f"session sample rate; audio is resampled to it (default {DEFAULT_SAMPLE_RATE})")
     service.add_argument("--chunk-ms", type=_chunk_ms, default=DEFAULT_CHUNK_MS, metavar="MS",
                          help=f"audio per message, 50 to 1000 (default {DEFAULT_CHUNK_MS})")
@@ -193,7 +193,7 @@ def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
         args.file, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms, speed=None if args.fast else args.speed
     )
     settings = settings_from_args(args)
-    if args.fast and not _is_local(settings.url):
+    if args.fast and not is_local(settings.url):
         raise UsageError("--fast sends audio faster than real time, which the real service refuses (4029); "
                          "use --speed 1 or a local server")
     try:
@@ -202,8 +202,38 @@ def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
         raise UsageError(str(error)) from None
     options = {key: value for key, value in vars(args).items() if key != "command_function"}
     configure_plugins(pm, Config("replay", options, pm, settings))
-    asyncio.run(Engine(settings, pm).caption(source))
+    asyncio.run(caption_until_stopped(Engine(settings, pm), source))
     return 0
+
+
+async def caption_until_stopped(engine: Engine, source) -> None:
+    """Caption to the end of the source, or until Ctrl-C / SIGTERM.
+
+    The first signal stops the audio and waits (bounded by --terminate-timeout) for the
+    last finals, so the sentence being spoken is not lost; a second one exits at once.
+    """
+    loop = asyncio.get_running_loop()
+    signals = [signal.SIGINT, signal.SIGTERM]
+    received = 0
+
+    def on_signal() -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            print("captioner: stopping; waiting for the last captions (press Ctrl-C again to quit now)",
+                  file=sys.stderr, flush=True)
+            engine.stop()
+        else:
+            print("captioner: interrupted", file=sys.stderr, flush=True)
+            os._exit(130)
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        await engine.caption(source)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
 
 
 def command_plugins(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
@@ -238,16 +268,6 @@ def command_fake_server(args: argparse.Namespace, pm: pluggy.PluginManager) -> i
     return 0
 
 
-def _is_local(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -265,6 +285,23 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _sample_rate(text: str) -> int:
+    value = _positive_int(text)
+    if not 8000 <= value <= 48000:
+        raise argparse.ArgumentTypeError("the service takes 8000 to 48000 Hz")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0 to 65535): {text}")
     return value
 
 

@@ -7,6 +7,11 @@ run on its own worker thread, its coroutines awaited on the loop. A plugin that 
 is reported through `on_error` and keeps receiving events; one that falls more than
 `max_pending` events behind is disabled for the session and reported, so memory stays
 bounded.
+
+Ending takes two steps: `settle()` waits until every event so far has been handled
+(including the `on_error` reports that handling may cause), so the summary is complete;
+then `end(summary)` delivers `on_session_end` and `close()` lets plugins finish. A
+failure after that point can no longer reach other plugins and goes to stderr.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ class PluginDispatcher:
         max_pending: int = 1000,
         trace: bool = False,
     ):
-        self.report = report
+        self._report = report
         self._trace = trace
+        self.ended = False
         impls: dict[str, dict[str, pluggy.HookImpl]] = {}
         for hook in EVENT_HOOKS:
             for impl in getattr(pm.hook, hook).get_hookimpls():
@@ -53,6 +59,12 @@ class PluginDispatcher:
         for channel in self.channels:
             channel.offer(hook, kwargs)
 
+    def report(self, error: CaptionError) -> None:
+        if self.ended:
+            print(f"captioner: warning: {error.message}", file=sys.stderr, flush=True)
+        else:
+            self._report(error)
+
     def plugin_failed(self, channel: PluginChannel, hook: str, error: BaseException) -> None:
         message = f"plugin {channel.name} failed in {hook}: {type(error).__name__}: {error}"
         if hook == "on_error":
@@ -66,13 +78,26 @@ class PluginDispatcher:
             args = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
             print(f"captioner: trace: {channel.name}.{hook}({args})", file=sys.stderr, flush=True)
 
+    async def settle(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until every event emitted so far has been handled."""
+        joins = [asyncio.ensure_future(channel.queue.join()) for channel in self.channels]
+        if joins:
+            await asyncio.wait(joins, timeout=timeout)
+        for join in joins:
+            join.cancel()
+
+    def end(self, summary: object) -> None:
+        """Deliver on_session_end (also to disabled plugins, so they can close files)."""
+        self.emit("on_session_end", summary=summary)
+        self.ended = True
+
     async def close(self, timeout: float) -> None:
         """Let every plugin finish its queue, waiting at most `timeout` seconds in all."""
         for channel in self.channels:
             channel.close()
         tasks = [channel.task for channel in self.channels if channel.task]
         if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+            await asyncio.wait(tasks, timeout=max(timeout, 0))
         for channel in self.channels:
             if channel.task and not channel.task.done():
                 print(
@@ -105,7 +130,7 @@ class PluginChannel:
         self.task = asyncio.create_task(self._run(), name=f"captioner-plugin-{self.name}")
 
     def offer(self, hook: str, kwargs: dict) -> None:
-        if self.disabled or hook not in self.impls:
+        if hook not in self.impls or (self.disabled and hook != "on_session_end"):
             return
         if self.queue.qsize() >= self.max_pending:
             self.disabled = True
@@ -128,6 +153,7 @@ class PluginChannel:
     def _drop_pending(self) -> None:
         while not self.queue.empty():
             self.queue.get_nowait()
+            self.queue.task_done()
 
     async def _run(self) -> None:
         while True:
@@ -147,8 +173,10 @@ class PluginChannel:
                         await result
             except asyncio.CancelledError:
                 raise
-            except Exception as error:
+            except BaseException as error:  # even SystemExit: a plugin must not end the run
                 self.dispatcher.plugin_failed(self, hook, error)
+            finally:
+                self.queue.task_done()  # after any failure report, so settle() waits for it
 
 
 class WorkerThread:
@@ -182,6 +210,12 @@ class WorkerThread:
             try:
                 outcome, value = _set_result, function()
             except BaseException as error:  # handed to the loop, which reports it
+                if isinstance(error, StopIteration) or not isinstance(error, Exception):
+                    # asyncio refuses StopIteration in a future, and SystemExit or
+                    # KeyboardInterrupt there would end the whole run.
+                    wrapped = RuntimeError(f"{type(error).__name__}: {error}")
+                    wrapped.__cause__ = error
+                    error = wrapped
                 outcome, value = _set_exception, error
             try:
                 loop.call_soon_threadsafe(outcome, future, value)

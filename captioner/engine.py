@@ -7,6 +7,7 @@ the dispatcher. It never waits on a plugin: emitting an event only queues it.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import pluggy
@@ -31,12 +32,21 @@ class Engine:
     def __init__(self, settings: Settings, pm: pluggy.PluginManager):
         self.settings = settings
         self.pm = pm
+        self._run: _Run | None = None
 
     async def caption(self, source: AudioSource) -> SessionSummary:
         """Caption `source` to its end. Raises the CaptionerError that ended it, if any,
         after every plugin has had `on_error` and `on_session_end`."""
-        run = _Run(self.settings, self.pm)
-        return await run.caption(source)
+        self._run = _Run(self.settings, self.pm)
+        try:
+            return await self._run.caption(source)
+        finally:
+            self._run = None
+
+    def stop(self) -> None:
+        """End early and cleanly: stop sending audio, then wait for the last finals."""
+        if self._run is not None and self._run.session is not None:
+            self._run.session.stop()
 
 
 class _Run:
@@ -75,9 +85,12 @@ class _Run:
         finally:
             for turn in self.assembler.flush():
                 self.deliver(turn)
-            summary = self.summary()
-            self.dispatcher.emit("on_session_end", summary=summary)
-            await self.dispatcher.close(self.settings.plugin_drain_timeout)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.settings.plugin_drain_timeout
+            await self.dispatcher.settle(self.settings.plugin_drain_timeout)
+            summary = self.summary()  # after settling, so plugins' last failures are in it
+            self.dispatcher.end(summary)
+            await self.dispatcher.close(deadline - loop.time())
         if failure:
             raise failure
         return summary

@@ -289,7 +289,7 @@ class Conversation:
             low, high = limits.chunk_ms
             duration = len(pcm) / 2 / self.params.sample_rate * 1000
             if not low <= duration <= high:
-                return 3007, f"Audio chunk duration violation: {duration:.0f} ms; send {low} to {high} ms per message"
+                return 3007, f"Audio chunk duration violation: {duration:.1f} ms; send {low} to {high} ms per message"
         if limits.max_session_seconds is not None and time.monotonic() - self.opened > limits.max_session_seconds:
             return 3008, "Maximum session duration exceeded"
         return None

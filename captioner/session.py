@@ -9,10 +9,10 @@ the service confirms with `Termination`, so the last final is never dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from dataclasses import dataclass
 from typing import Callable, Union
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,9 +21,7 @@ from .audio import AudioSource
 from .errors import AudioError, AuthError, ConnectionFailed, ProtocolError, ServerError, UsageError
 from .protocol import Codec, closecodes
 from .protocol.messages import Audio, ServerMessage, SessionParams, Terminate, Termination
-
-SECRET_QUERY_KEYS = frozenset({"token", "api_key", "key", "authorization"})
-
+from .urls import redact_url, without_query
 
 @dataclass(frozen=True)
 class MalformedFrame:
@@ -59,11 +57,16 @@ class StreamingSession:
         except ProtocolError as error:
             raise UsageError(str(error)) from None
         self.safe_url = redact_url(self.url)
-        self.where = _without_query(self.safe_url)  # short enough for an error line
+        self.where = without_query(self.safe_url)  # short enough for an error line
         self.bytes_sent = 0
+        self._stopping = False
         self.terminate_sent = False
         self.terminated = False
         self._audio_error: AudioError | None = None
+
+    def stop(self) -> None:
+        """Stop sending audio: Terminate follows, and the last finals are still awaited."""
+        self._stopping = True
 
     @property
     def audio_seconds_sent(self) -> float:
@@ -77,7 +80,7 @@ class StreamingSession:
             receiver = asyncio.create_task(self._receive(websocket, on_message), name="captioner-receive")
             try:
                 await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                if sender.done() and not receiver.done():
+                if sender.done() and sender.exception() is None and not receiver.done():
                     # All audio is out and Terminate sent: give the service time to flush.
                     await asyncio.wait({receiver}, timeout=self.timeouts.terminate)
                     if not receiver.done():
@@ -114,7 +117,7 @@ class StreamingSession:
                     f"{where} refused the credentials (HTTP {status}); check ASSEMBLYAI_API_KEY"
                 ) from None
             raise ConnectionFailed(f"{where} refused the session (HTTP {status})") from None
-        except websockets.InvalidURI:
+        except (websockets.InvalidURI, ValueError):
             raise UsageError(f"not a valid WebSocket URL: {where}") from None
         except ConnectionRefusedError:
             raise ConnectionFailed(f"cannot connect to {where}: connection refused (is the server running?)") from None
@@ -131,9 +134,12 @@ class StreamingSession:
     async def _send(self, websocket: ClientConnection, source: AudioSource) -> None:
         try:
             try:
-                async for chunk in source.chunks():
-                    await websocket.send(self.codec.encode_client(Audio(chunk)))
-                    self.bytes_sent += len(chunk)
+                async with contextlib.aclosing(source.chunks()) as chunks:
+                    async for chunk in chunks:
+                        if self._stopping:
+                            break
+                        await websocket.send(self.codec.encode_client(Audio(chunk)))
+                        self.bytes_sent += len(chunk)
             except AudioError as error:
                 # Keep what was sent: terminate cleanly for its finals, then report.
                 self._audio_error = error
@@ -171,24 +177,6 @@ class StreamingSession:
         if code is None or code == 1006:
             raise ConnectionFailed(f"the connection to {where} dropped without a close frame")
         raise ServerError(f"{where} {closecodes.describe(code, reason)}", code)
-
-
-def redact_url(url: str) -> str:
-    """The URL with secrets (a token in the query, a password) replaced by ***."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = [
-        (key, "***" if key.lower() in SECRET_QUERY_KEYS else value)
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
-
-
-def _without_query(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def _version() -> str:

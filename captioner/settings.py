@@ -15,6 +15,7 @@ from typing import Mapping
 from dotenv import dotenv_values
 
 from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE
+from .errors import UsageError
 from .protocol import v3
 from .protocol.messages import SessionParams
 from .session import SessionTimeouts
@@ -48,7 +49,10 @@ class Secret:
 def find_api_key(environ: Mapping[str, str] = os.environ, env_file: Path = Path(".env")) -> Secret | None:
     value = environ.get(API_KEY_VARIABLE)
     if not value and env_file.is_file():
-        value = dotenv_values(env_file).get(API_KEY_VARIABLE)
+        try:
+            value = dotenv_values(env_file).get(API_KEY_VARIABLE)
+        except (UnicodeDecodeError, OSError) as error:
+            raise UsageError(f"{env_file}: cannot read it ({type(error).__name__}); it must be UTF-8 text") from None
     return Secret(value.strip()) if value and value.strip() else None
 
 

@@ -9,6 +9,7 @@ the fatal one.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TextIO
 
@@ -68,6 +69,7 @@ class TerminalCaptions:
             file=self.out, force_terminal=force_terminal, highlight=False, markup=False, emoji=False
         )
         self.is_live = self.console.is_terminal
+        self._pipe_closed = False
         self._live: Live | None = None
 
     def _view(self) -> Live:
@@ -94,9 +96,15 @@ class TerminalCaptions:
             view = self._view()
             view.update(Text(""), refresh=True)  # cleared first, or the partial is redrawn below the final
             view.console.print(Text(line))
-        else:
-            self.out.write(line + "\n")
-            self.out.flush()
+        elif not self._pipe_closed:
+            try:
+                self.out.write(line + "\n")
+                self.out.flush()
+            except BrokenPipeError:
+                # The reader went away (`captioner replay x | head`): stop writing,
+                # quietly, and let the other plugins go on.
+                self._pipe_closed = True
+                _silence(self.out)
 
     @hookimpl
     def on_error(self, error: CaptionError) -> None:
@@ -116,3 +124,13 @@ class TerminalCaptions:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a closed pipe's descriptor at /dev/null, so the flush at exit cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -37,8 +37,11 @@ class TurnAssembler:
         if not update.end_of_turn:
             return [turn]
         if self.wait_for_formatted and not update.is_formatted:
+            # An earlier turn still waiting for its formatting will not get it now:
+            # deliver it as it is, so at most one turn is ever held back.
+            released = self._finals_before(update.turn_order)
             self._held[update.turn_order] = turn
-            return [replace(turn, is_final=False)]
+            return released + [replace(turn, is_final=False)]
         return self._finals_through(update.turn_order, turn)
 
     def flush(self) -> list[Turn]:
@@ -47,9 +50,14 @@ class TurnAssembler:
             return []
         return self._finals_through(max(self._held), None)
 
-    def _finals_through(self, order: int, turn: Turn | None) -> list[Turn]:
+    def _finals_before(self, order: int) -> list[Turn]:
         earlier = sorted(o for o in self._held if o < order)
-        finals = [self._held.pop(o) for o in earlier]
+        if earlier:
+            self._last_final_order = earlier[-1]
+        return [self._held.pop(o) for o in earlier]
+
+    def _finals_through(self, order: int, turn: Turn | None) -> list[Turn]:
+        finals = self._finals_before(order)
         held = self._held.pop(order, None)
         finals.append(turn or held)  # type: ignore[arg-type]
         self._last_final_order = order

@@ -8,7 +8,7 @@ set -eu
 packages_for() {
     case "$1" in
         # python3-venv: Debian's python3 cannot create a virtual environment without it.
-        base) if python3 -c 'import ensurepip, venv' 2>/dev/null; then :; else echo python3-venv; fi ;;
+        base) if "${PYTHON:-python3}" -c 'import ensurepip, venv' 2>/dev/null; then :; else echo python3-venv; fi ;;
         # The voices and tools fixtures/generate.py uses.
         fixtures) echo festival festvox-us-slt-hts ;;
         *) echo "system-deps.sh: unknown group $1" >&2; exit 2 ;;

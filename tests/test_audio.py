@@ -130,3 +130,11 @@ def test_unreadable_file(tmp_path):
     path.chmod(0)
     with pytest.raises(AudioError, match="permission denied"):
         WavReplaySource(path)
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100])
+def test_chunks_are_never_shorter_than_asked(rate):
+    from captioner.audio import chunk_bytes
+
+    assert chunk_bytes(rate, 50) / 2 / rate >= 0.05
+    assert chunk_bytes(rate, 50) / 2 / rate < 0.05 + 1 / rate

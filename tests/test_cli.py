@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -121,13 +122,35 @@ def bad_audio(tmp_path):
         (["replay", HELLO], 2, ["no ASSEMBLYAI_API_KEY", "--url"]),
         (["replay", HELLO, "--url", "wss://streaming.assemblyai.com/v3/ws", "--fast"], 2, ["--fast", "4029"]),
         (["replay", HELLO, "--url", "http://example.test"], 2, ["not a WebSocket URL"]),
+        (["replay", HELLO, "--url", "https://host/v3/ws?token=SECRET-T0KEN"], 2, ["token=***"]),
+        (["replay", HELLO, "--url", "ws://user:hunter2@host/v3/ws"], 4, ["ws://***@host/v3/ws"]),
+        (["replay", HELLO, "--url", "ws://[::1/v3/ws"], 2, ["not a valid URL"]),
+        (["replay", HELLO, "--url", "ws://127.0.0.1:99999/v3/ws"], 2, ["not a valid URL"]),
+        (["replay", HELLO, "--sample-rate", "10"], 2, ["8000 to 48000 Hz"]),
+        (["fake-server", "--script", "x.json", "--port", "99999"], 2, ["not a port number"]),
+        (["replay", "missing.wav", "-p", "x.py"], 2, ["-p x.py: no such file"]),
         (["fake-server", "--script", "missing.json"], 2, ["missing.json: cannot read transcript script"]),
         (["fake-server", "--script", "notes.wav"], 2, ["notes.wav: not JSON"]),
     ],
 )
 def test_bad_input_is_one_line_and_an_exit_code(cli, tmp_path, args, code, fragments):
     bad_audio(tmp_path)
-    assert_one_line_error(cli(*args, cwd=tmp_path), code, *fragments)
+    result = cli(*args, cwd=tmp_path)
+    assert_one_line_error(result, code, *fragments)
+    assert "SECRET-T0KEN" not in result.stderr and "hunter2" not in result.stderr
+
+
+def test_an_unreadable_dotenv_is_one_line(cli, tmp_path):
+    (tmp_path / ".env").write_bytes(b"ASSEMBLYAI_API_KEY=\xff\xfe\n")
+    assert_one_line_error(cli("replay", HELLO, cwd=tmp_path), 2, ".env: cannot read it", "UTF-8")
+
+
+def test_a_closed_pipe_ends_quietly(server, tmp_path):
+    shell = f"{sys.executable} -m captioner replay {MEETING} --url {server.url} --fast -q | head -n 2"
+    result = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "ASSEMBLYAI_API_KEY": "the-right-key"})
+    assert result.stdout.splitlines() == SCRIPT.finals[:2]
+    assert result.stderr == ""
 
 
 def test_a_server_nobody_listens_on(cli):
@@ -163,3 +186,47 @@ def test_fake_server_prints_its_url_first(tmp_path):
 def test_version(cli):
     result = cli("--version")
     assert result.returncode == 0 and re.fullmatch(r"captioner \d+\.\d+\.\d+\n", result.stdout)
+
+
+def start_replay(server, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "captioner", "replay", MEETING, "--url", server.url, "-q", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "ASSEMBLYAI_API_KEY": "the-right-key"},
+    )
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_sentence_being_spoken(server):
+    process = start_replay(server, "--speed", "2")
+    first = process.stdout.readline()  # the first final: we are mid-meeting
+    assert first.strip() == SCRIPT.finals[0]
+    process.send_signal(signal.SIGINT)
+    rest, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "stopping; waiting for the last captions" in err and "Traceback" not in err
+    finals = [first.strip()] + rest.splitlines()
+    assert 1 <= len(finals) < len(SCRIPT.finals)  # stopped early
+    record = server.connections[-1]
+    record.finished.wait(10)
+    assert record.received(str)[-1] == '{"type": "Terminate"}' and record.close_code == 1000
+    # Nothing heard was lost: Terminate flushed the turn in progress, so every word the
+    # server received audio for is in a final (the last one possibly cut short).
+    assert finals[:-1] == SCRIPT.finals[: len(finals) - 1]
+    assert SCRIPT.finals[len(finals) - 1].startswith(finals[-1])
+    heard_ms = len(record.audio) / 32
+    heard_words = sum(1 for turn in SCRIPT.turns for word in turn.words if word.end <= heard_ms)
+    assert sum(len(final.split()) for final in finals) == heard_words
+
+
+def test_a_second_ctrl_c_exits_at_once():
+    # Replies lag 5 s, so after the first Ctrl-C the run is still waiting for its finals.
+    with FakeServerThread(FakeStreamingServer(SCRIPT, reply_delay_ms=5000)) as slow:
+        process = start_replay(slow, "--speed", "4", "--terminate-timeout", "60")
+        process.stdout.readline()
+        process.send_signal(signal.SIGINT)
+        assert "stopping" in process.stderr.readline()  # the first one was handled
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert err.strip().splitlines() == ["captioner: interrupted"]
+

@@ -288,3 +288,75 @@ def test_hook_implementations_are_validated_against_the_specs():
     pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
     with pytest.raises(pluggy.PluginValidationError):
         pm.register(Misspelled())
+
+
+def test_a_failure_on_the_last_final_is_in_the_summary_and_one_at_the_end_reaches_stderr(replay, capsys):
+    class FailsOnFinal:
+        @hookimpl
+        def on_final(self, turn):
+            raise OSError("disk full")
+
+    class FailsAtEnd:
+        @hookimpl
+        def on_session_end(self, summary):
+            raise OSError("cannot flush")
+
+    result = replay(HELLO, plugins=[FailsOnFinal(), FailsAtEnd()])
+    assert [e.message for e in result.summary.errors] == ["plugin FailsOnFinal failed in on_final: OSError: disk full"]
+    assert result.errors == list(result.summary.errors)  # delivered to the other plugins too
+    assert "captioner: warning: plugin FailsAtEnd failed in on_session_end: OSError: cannot flush" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("exception", [StopIteration, SystemExit, KeyboardInterrupt])
+def test_no_exception_from_a_plugin_ends_the_run_or_jams_its_queue(replay, exception):
+    class Hostile:
+        def __init__(self):
+            self.calls = 0
+
+        @hookimpl
+        def on_partial(self, turn):
+            self.calls += 1
+            raise exception("from a plugin")
+
+    class HostileAsync:
+        @hookimpl
+        async def on_final(self, turn):
+            raise exception("from an async plugin")
+
+    hostile = Hostile()
+    result = replay(HELLO, plugins=[hostile, HostileAsync()])
+    assert result.error is None and result.final_texts == HELLO_FINALS
+    assert hostile.calls == len(result.partials)  # it kept receiving every partial
+    assert {e.plugin for e in result.errors} == {"Hostile", "HostileAsync"}
+    assert result.summary.terminated
+
+
+def test_a_disabled_plugin_still_gets_on_session_end():
+    release = threading.Event()
+    ended = []
+
+    class Stuck:
+        @hookimpl
+        def on_partial(self, turn):
+            release.wait(10)
+
+        @hookimpl
+        def on_session_end(self, summary):
+            ended.append(summary)
+
+    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
+    pm.register(Stuck(), name="stuck")
+
+    async def run():
+        dispatcher = PluginDispatcher(pm, lambda error: None, max_pending=2)
+        dispatcher.start()
+        for n in range(5):
+            dispatcher.emit("on_partial", turn=n)
+            await asyncio.sleep(0)
+        release.set()
+        dispatcher.end("the summary")
+        await dispatcher.close(timeout=5)
+        return dispatcher
+
+    assert asyncio.run(run()).channels[0].disabled
+    assert ended == ["the summary"]

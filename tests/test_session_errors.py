@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 
 from captioner.errors import AuthError, ConnectionFailed, ServerError
-from captioner.session import SessionTimeouts, redact_url
+from captioner.session import SessionTimeouts
+from captioner.urls import redact_url
 from captioner.settings import Secret, Settings
 from captioner.testing import TranscriptScript, close_at, drop_at, malformed_at
 from conftest import fixture

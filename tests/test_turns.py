@@ -69,3 +69,13 @@ def test_partial_display_text_includes_the_word_still_changing():
     assert turn.display_text == "hello wor"
     empty = assembler.feed(TurnUpdate(0, "", (), end_of_turn=False))[0]
     assert empty.start_ms is None and empty.display_text == ""
+
+
+def test_a_server_that_never_formats_still_gets_finals_turn_by_turn():
+    assembler = TurnAssembler(wait_for_formatted=True)
+    assembler.begin("s1")
+    assert kinds(assembler.feed(update(0, "first", True))) == [("partial", 0, "first")]
+    out = assembler.feed(update(1, "second", True))
+    assert kinds(out) == [("final", 0, "first"), ("partial", 1, "second")]
+    assert assembler.feed(update(0, "First.", True, formatted=True)) == []  # too late: already final
+    assert kinds(assembler.flush()) == [("final", 1, "second")]

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ProtocolError
+from ..urls import redact_url
 from .messages import (
     Audio,
     Begin,
@@ -75,9 +76,13 @@ class InvalidClientMessage(ProtocolError):
 
 def connect_url(base_url: str, params: SessionParams) -> str:
     """The URL to open: `base_url` (its path defaults to /v3/ws) plus the session query."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        raise ProtocolError(f"not a WebSocket URL (ws:// or wss://): {base_url}")
+    try:
+        parts = urlsplit(base_url)
+        parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ProtocolError(f"not a valid URL: {redact_url(base_url)}") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ProtocolError(f"not a WebSocket URL (ws:// or wss://): {redact_url(base_url)}")
     path = parts.path if parts.path not in ("", "/") else PATH
     query = dict(parse_qsl(parts.query))
     query.update(_query_values(params))
