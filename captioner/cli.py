@@ -27,8 +27,13 @@ from .plugins import build_plugin_manager, describe_plugins
 from .errors import ProtocolError
 from .protocol import CODECS, codec, v3
 from .session import SessionTimeouts
+from .embedded import EmbeddedServer
+from .recognizers import Recognizer, load_recognizer, registered_recognizers
 from .settings import Config, Settings, find_api_key
 from .urls import is_local
+
+
+DEFAULT_RECOGNIZER = "moonshine"
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,11 +85,12 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"captioner {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     selection = _plugin_selection_parser(add_help=False)
-    captioning = _captioning_parser(pm)
+    service = _service_parser()
+    recognizer = _recognizer_parser(pm)
 
     replay = commands.add_parser(
         "replay",
-        parents=[selection, captioning],
+        parents=[_with_plugin_options(pm, "replay", [selection, service, recognizer])],
         help="caption an audio file as if it were a live meeting",
         description="Stream an audio file (any format libsndfile reads) to the service, "
         "paced like a live microphone, and show the captions.",
@@ -96,6 +102,18 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     pace.add_argument("--fast", action="store_true",
                       help="send audio as fast as the server takes it (local and fake servers only)")
     replay.set_defaults(command_function=command_replay)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[_with_plugin_options(pm, "serve", [selection, recognizer])],
+        help="serve a local recognizer over the AssemblyAI v3 protocol",
+        description="Run an offline recognizer behind the AssemblyAI Universal Streaming v3 protocol, "
+        "on /v3/ws, for captioner or any AssemblyAI client. The first line printed is its URL.",
+    )
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; another address needs CAPTIONER_SERVER_KEY)")
+    serve.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: a free one)")
+    serve.set_defaults(command_function=command_serve)
 
     plugins = commands.add_parser(
         "plugins", parents=[selection], help="list installed plugins as JSON",
@@ -118,13 +136,14 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     return parser
 
 
-def _captioning_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
-    """Options shared by the commands that caption, plugins' options included."""
+def _service_parser() -> argparse.ArgumentParser:
+    """Options of the commands that caption: which service, and the session's settings."""
     parser = Parser(add_help=False)
     service = parser.add_argument_group("service")
     service.add_argument(
         "--url", default=os.environ.get("CAPTIONER_URL"),
-        help=f"streaming server (default {v3.DEFAULT_URL}; env CAPTIONER_URL)",
+        help=f"streaming server (env CAPTIONER_URL); without it, AssemblyAI ({v3.DEFAULT_URL}) "
+        "when ASSEMBLYAI_API_KEY is set, else the embedded offline recognizer",
     )
     service.add_argument("--protocol", default=v3.NAME, choices=sorted(CODECS), help="wire protocol (default v3)")
     service.add_argument("--sample-rate", type=_sample_rate, default=DEFAULT_SAMPLE_RATE, metavar="HZ",
@@ -138,11 +157,34 @@ def _captioning_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     service.add_argument("--max-turn-silence", type=_positive_int, metavar="MS",
                          help="silence that always ends a turn (service default 1280)")
     service.add_argument("--terminate-timeout", type=_positive_float, default=10.0, metavar="S",
-                         help="how long to wait for the last finals at the end (default 10)")
+                         help="at the end, how long the server may stay silent before captioner "
+                         "gives up waiting for the last finals (default 10)")
+    return parser
+
+
+def _recognizer_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
+    parser = Parser(add_help=False)
+    group = parser.add_argument_group("local recognizer")
+    names = ", ".join(sorted(registered_recognizers(pm))) or "none installed"
+    group.add_argument("--recognizer", default=DEFAULT_RECOGNIZER, metavar="NAME",
+                       help=f"offline recognizer: {names} (default {DEFAULT_RECOGNIZER})")
+    group.add_argument("--decode-workers", type=_positive_int, metavar="N",
+                       help="decoding threads, each with its own model (default: 2, or 1 on one core)")
+    return parser
+
+
+def _with_plugin_options(pm: pluggy.PluginManager, command: str, core: list) -> argparse.ArgumentParser:
+    """`command`'s core options plus those plugins add through add_options.
+
+    Built on the core options, so an option a plugin adds twice or takes from the core
+    fails here, naming the plugin.
+    """
+    parser = Parser(add_help=False, parents=core)
     for impl in pm.hook.add_options.get_hookimpls():
         group = parser.add_argument_group(f"plugin {impl.plugin_name}")
+        arguments = {"parser": group, "command": command}
         try:
-            impl.function(parser=group)
+            impl.function(**{name: arguments[name] for name in impl.argnames})
         except Exception as error:
             raise UsageError(
                 f"plugin {impl.plugin_name} failed to add its options: {type(error).__name__}: {error}; "
@@ -152,17 +194,17 @@ def _captioning_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The session settings; `url` is empty when the embedded recognizer is to be used."""
     credential = find_api_key()
-    url = args.url
-    if not url:
-        if credential is None:
-            raise UsageError(
-                "no ASSEMBLYAI_API_KEY in the environment or .env, and no --url: set the key, "
-                "or point --url at a compatible server (e.g. 'captioner fake-server')"
-            )
-        url = v3.DEFAULT_URL
+    if args.url:
+        url, backend = args.url, ""
+    elif credential is not None:
+        url, backend = v3.DEFAULT_URL, "AssemblyAI"
+    else:
+        url, backend = "", f"the embedded {args.recognizer} recognizer (offline: no ASSEMBLYAI_API_KEY)"
     return Settings(
         url=url,
+        backend=backend,
         protocol=args.protocol,
         credential=credential,
         sample_rate=args.sample_rate,
@@ -193,17 +235,32 @@ def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
         args.file, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms, speed=None if args.fast else args.speed
     )
     settings = settings_from_args(args)
-    if args.fast and not is_local(settings.url):
-        raise UsageError("--fast sends audio faster than real time, which the real service refuses (4029); "
-                         "use --speed 1 or a local server")
-    try:
-        codec(settings.protocol).connect_url(settings.url, settings.session_params())
-    except ProtocolError as error:  # a bad URL fails before plugins create any file
-        raise UsageError(str(error)) from None
-    options = {key: value for key, value in vars(args).items() if key != "command_function"}
-    configure_plugins(pm, Config("replay", options, pm, settings))
-    asyncio.run(caption_until_stopped(Engine(settings, pm), source))
+    if settings.url:
+        if args.fast and not is_local(settings.url):
+            raise UsageError("--fast sends audio faster than real time, which the real service refuses (4029); "
+                             "use --speed 1 or a local server")
+        try:
+            codec(settings.protocol).connect_url(settings.url, settings.session_params())
+        except ProtocolError as error:  # a bad URL fails before plugins create any file
+            raise UsageError(str(error)) from None
+    config = Config("replay", _options(args), pm, settings)
+    recognizer = None if settings.url else load_recognizer(pm, args.recognizer, config)
+    configure_plugins(pm, config)
+    asyncio.run(caption(settings, pm, source, recognizer, args.decode_workers))
     return 0
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {key: value for key, value in vars(args).items() if key != "command_function"}
+
+
+async def caption(settings: Settings, pm, source, recognizer: Recognizer | None, workers: int | None) -> None:
+    """Caption `source`, through an embedded recognizer server when one is given."""
+    if recognizer is None:
+        await caption_until_stopped(Engine(settings, pm), source)
+        return
+    async with EmbeddedServer(recognizer, workers=workers) as server:
+        await caption_until_stopped(Engine(replace(settings, url=server.url), pm), source)
 
 
 async def caption_until_stopped(engine: Engine, source) -> None:
@@ -234,6 +291,38 @@ async def caption_until_stopped(engine: Engine, source) -> None:
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+def command_serve(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    key = os.environ.get("CAPTIONER_SERVER_KEY") or None
+    if not is_local(f"ws://{args.host}:0") and key is None:
+        raise UsageError(
+            f"--host {args.host} is reachable from other machines: set CAPTIONER_SERVER_KEY, "
+            "which clients then send as their API key (ASSEMBLYAI_API_KEY)"
+        )
+    config = Config("serve", _options(args), pm, None)
+    recognizer = load_recognizer(pm, args.recognizer, config)
+    configure_plugins(pm, config)
+
+    async def serve() -> None:
+        server = EmbeddedServer(recognizer, host=args.host, port=args.port, api_key=key, workers=args.decode_workers)
+        try:
+            await server.start()
+        except OSError as error:
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+        print(server.url, flush=True)
+        print(f"captioner: serving the {args.recognizer} recognizer with {server.pool.workers} decoding "
+              f"thread(s); Ctrl-C stops", file=sys.stderr, flush=True)
+        try:
+            await asyncio.Future()  # until interrupted
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def command_plugins(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:

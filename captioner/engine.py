@@ -114,6 +114,7 @@ class _Run:
                     started_at=datetime.now(timezone.utc),
                     expires_at=message.expires_at,
                     source=self.source_description,
+                    backend=self.settings.backend,
                 ),
             )
         elif isinstance(message, Termination):

@@ -24,6 +24,7 @@ class Session:
     expires_at: datetime | None = None
     offset_ms: int = 0  # where this session's clock starts on the meeting clock
     source: str = ""  # what is being captioned, e.g. "meeting.wav (44100 Hz, 2 ch, ...)"
+    backend: str = ""  # who transcribes, e.g. "AssemblyAI" or "the embedded moonshine recognizer ..."
 
 
 @dataclass(frozen=True)

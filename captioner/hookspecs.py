@@ -22,13 +22,18 @@ hookimpl = HookimplMarker("captioner")
 
 
 @hookspec
-def add_options(parser):
-    """Add command-line options for the captioning commands: `parser.add_argument(...)`."""
+def add_options(parser, command):
+    """Add command-line options to `command` ("replay", "serve", ...): `parser.add_argument(...)`."""
 
 
 @hookspec
 def configure(config):
     """Receive the parsed configuration (`config.option(name)`); raise UsageError to refuse it."""
+
+
+@hookspec
+def register_recognizers(register):
+    """Contribute offline recognizers: `register(name, factory, description)`."""
 
 
 # Per event, while captioning.

@@ -28,6 +28,8 @@ GROUP = "captioner"
 # name -> module; hidden from `captioner plugins` unless --all
 DEFAULT_PLUGINS = {
     "terminal": "captioner.terminal",
+    "moonshine": "captioner.recognizers.moonshine",
+    "pocketsphinx": "captioner.recognizers.pocketsphinx",
 }
 
 

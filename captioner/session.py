@@ -36,7 +36,7 @@ Received = Union[ServerMessage, MalformedFrame]
 @dataclass(frozen=True)
 class SessionTimeouts:
     open: float = 10.0  # the WebSocket handshake
-    terminate: float = 10.0  # from Terminate to Termination: the service flushes the last turn
+    terminate: float = 10.0  # after Terminate, how long the service may stay silent before we give up
 
 
 class StreamingSession:
@@ -61,6 +61,7 @@ class StreamingSession:
         self.bytes_sent = 0
         self._stopping = False
         self.terminate_sent = False
+        self._last_message_at = 0.0
         self.terminated = False
         self._audio_error: AudioError | None = None
 
@@ -81,13 +82,7 @@ class StreamingSession:
             try:
                 await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
                 if sender.done() and sender.exception() is None and not receiver.done():
-                    # All audio is out and Terminate sent: give the service time to flush.
-                    await asyncio.wait({receiver}, timeout=self.timeouts.terminate)
-                    if not receiver.done():
-                        raise ConnectionFailed(
-                            f"no Termination from {self.where} within "
-                            f"{self.timeouts.terminate:g} s of Terminate; the last turn may be missing"
-                        )
+                    await self._await_termination(receiver)
             finally:
                 for task in (sender, receiver):
                     task.cancel()
@@ -98,6 +93,23 @@ class StreamingSession:
             self._raise_for_close(websocket)
         if self._audio_error:
             raise self._audio_error
+
+    async def _await_termination(self, receiver: asyncio.Task) -> None:
+        """All audio is out and Terminate sent: wait while the service works through it.
+
+        The wait is for silence, not in total: socket buffers can hold minutes of audio
+        sent faster than real time, and a server still sending turns is still working.
+        """
+        loop = asyncio.get_running_loop()
+        limit = self.timeouts.terminate
+        while not receiver.done():
+            quiet_for = loop.time() - self._last_message_at
+            if quiet_for >= limit:
+                raise ConnectionFailed(
+                    f"no Termination from {self.where}: it said nothing for {limit:g} s after "
+                    "Terminate; the last turn may be missing"
+                )
+            await asyncio.wait({receiver}, timeout=limit - quiet_for)
 
     async def _connect(self) -> ClientConnection:
         where = self.where
@@ -145,12 +157,15 @@ class StreamingSession:
                 self._audio_error = error
             await websocket.send(self.codec.encode_client(Terminate()))
             self.terminate_sent = True
+            self._last_message_at = asyncio.get_running_loop().time()
         except websockets.ConnectionClosed:
             pass  # the receiver reports why
 
     async def _receive(self, websocket: ClientConnection, on_message: Callable[[Received], None]) -> None:
+        loop = asyncio.get_running_loop()
         try:
             async for frame in websocket:
+                self._last_message_at = loop.time()
                 try:
                     message = self.codec.decode_server(frame)
                 except ProtocolError as error:

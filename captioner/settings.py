@@ -59,6 +59,7 @@ def find_api_key(environ: Mapping[str, str] = os.environ, env_file: Path = Path(
 @dataclass(frozen=True)
 class Settings:
     url: str = v3.DEFAULT_URL
+    backend: str = ""  # said in the status line: "AssemblyAI", "the embedded moonshine recognizer ..."
     protocol: str = v3.NAME
     credential: Secret | None = None
     sample_rate: int = DEFAULT_SAMPLE_RATE

@@ -22,7 +22,9 @@ from .hookspecs import hookimpl
 
 
 @hookimpl
-def add_options(parser):
+def add_options(parser, command):
+    if command == "serve":
+        return
     parser.add_argument(
         "--timestamps",
         action="store_true",
@@ -82,7 +84,8 @@ class TerminalCaptions:
     def on_session_begin(self, session: Session) -> None:
         if not self.quiet:
             what = f"{session.source} " if session.source else ""
-            self._warn(f"captioner: captioning {what}via {session.url} (session {session.id})")
+            backend = f"with {session.backend} " if session.backend else ""
+            self._warn(f"captioner: captioning {what}{backend}via {session.url} (session {session.id})")
 
     @hookimpl
     def on_partial(self, turn: Turn) -> None:

@@ -29,7 +29,8 @@ def empty_pm():
 
 def test_the_hook_list_is_what_the_docs_promise():
     assert HOOKS == sorted(
-        ["add_options", "configure", "on_session_begin", "on_partial", "on_final", "on_error", "on_session_end"]
+        ["add_options", "configure", "register_recognizers", "on_session_begin", "on_partial", "on_final",
+         "on_error", "on_session_end"]
     )
 
 
@@ -55,12 +56,23 @@ def test_hook_add_options():
         def add_options(self, parser):
             parser.add_argument("--shout", action="store_true", help="captions in capitals")
 
+    class OnlyForServe:
+        @hookimpl
+        def add_options(self, parser, command):
+            if command == "serve":
+                parser.add_argument("--threads-please", type=int)
+
     pm = empty_pm()
     pm.register(AddsAnOption(), name="shouty")
+    pm.register(OnlyForServe(), name="serve-only")
     parser = build_parser(pm)
     args = parser.parse_args(["replay", "x.wav", "--shout"])
     assert args.shout is True
-    assert "plugin shouty" in parser._subparsers._group_actions[0].choices["replay"].format_help()
+    commands = parser._subparsers._group_actions[0].choices
+    assert "plugin shouty" in commands["replay"].format_help()
+    assert "--threads-please" in commands["serve"].format_help()
+    assert "--threads-please" not in commands["replay"].format_help()
+    assert parser.parse_args(["serve", "--shout", "--threads-please", "2"]).threads_please == 2
 
 
 def test_hook_add_options_failure_is_a_usage_error():
@@ -105,6 +117,41 @@ def test_hook_configure():
     pm.register(Crashes(), name="crashes")
     with pytest.raises(UsageError, match="plugin crashes failed to start: KeyError"):
         configure_plugins(pm, config)
+
+
+def test_hook_register_recognizers():
+    from captioner.recognizers import Transcription, load_recognizer, registered_recognizers
+
+    class Echo:
+        name, punctuates = "echo", True
+
+        def __init__(self, config):
+            self.config = config
+
+        def new_decoder(self):
+            return self
+
+        def transcribe(self, audio):
+            return Transcription(f"{len(audio)} samples.")
+
+    class Registers:
+        @hookimpl
+        def register_recognizers(self, register):
+            register("echo", Echo, "counts samples")
+
+    pm = empty_pm()
+    pm.register(Registers(), name="echo-plugin")
+    entries = registered_recognizers(pm)
+    assert list(entries) == ["echo"] and entries["echo"].description == "counts samples"
+    assert entries["echo"].plugin == "echo-plugin"
+    recognizer = load_recognizer(pm, "echo", "the config")
+    assert recognizer.config == "the config"
+    assert recognizer.new_decoder().transcribe([0] * 160).text == "160 samples."
+    with pytest.raises(UsageError, match="unknown recognizer 'nope'; installed: echo"):
+        load_recognizer(pm, "nope", None)
+    pm.register(Registers(), name="again")
+    with pytest.raises(UsageError, match="registered twice"):
+        registered_recognizers(pm)
 
 
 def test_hook_on_session_begin(replay):

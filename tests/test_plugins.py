@@ -250,7 +250,7 @@ def test_a_plugin_file_can_be_loaded_with_p(tmp_path):
     "kwargs, message",
     [
         ({"modules": ["no_such_module_xyz"]}, "-p no_such_module_xyz: cannot import plugin module"),
-        ({"disabled": ["nope"]}, "--disable-plugin nope: no such plugin; known: terminal"),
+        ({"disabled": ["nope"]}, "--disable-plugin nope: no such plugin; known: moonshine, pocketsphinx, terminal"),
         ({"environ": {"CAPTIONER_LOAD_PLUGINS": "not-installed-dist"}}, "not installed"),
     ],
 )

@@ -1,0 +1,100 @@
+"""Offline recognizers behind the streaming protocol, contributed by plugins.
+
+A plugin implements `register_recognizers(register)` and calls
+`register(name, factory, description)`. When a server starts with `--recognizer NAME`,
+`factory(config)` loads the model once and returns a `Recognizer`. The server cuts the
+audio into turns itself (captioner.recognizers.endpointing) and asks the recognizer
+only to transcribe finished stretches of audio, from worker threads, each with its own
+`Decoder`. So a recognizer need not stream: Whisper-like models work as they are.
+
+Nothing downloads at run time: a recognizer whose package or model is missing raises
+`RecognizerUnavailable` with one line saying what to install.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+import pluggy
+
+from ..errors import UsageError
+
+SAMPLE_RATE = 16000  # what every recognizer here is fed
+
+
+class RecognizerUnavailable(UsageError):
+    """The recognizer's package or model is not installed, or cannot work here."""
+
+
+@dataclass(frozen=True)
+class RecognizedWord:
+    text: str
+    start: float  # seconds from the start of the transcribed audio
+    end: float
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class Transcription:
+    text: str
+    words: tuple[RecognizedWord, ...] | None = None  # None: the server estimates word times
+
+
+class Decoder(Protocol):
+    def transcribe(self, audio: np.ndarray) -> Transcription:
+        """Transcribe 16 kHz mono int16 samples. Called from one worker thread at a time;
+        it should release the GIL while it computes, or work in short stretches."""
+
+
+class Recognizer(Protocol):
+    name: str
+    punctuates: bool  # whether its text ends sentences with . ? ! (used to judge turn ends)
+
+    def new_decoder(self) -> Decoder:
+        """A decoder for one worker thread; decoders are never shared between threads."""
+
+
+RecognizerFactory = Callable[[object], Recognizer]
+
+
+@dataclass(frozen=True)
+class RecognizerEntry:
+    name: str
+    factory: RecognizerFactory
+    description: str
+    plugin: str
+
+
+def registered_recognizers(pm: pluggy.PluginManager) -> dict[str, RecognizerEntry]:
+    found: dict[str, RecognizerEntry] = {}
+    for impl in pm.hook.register_recognizers.get_hookimpls():
+
+        def register(name: str, factory: RecognizerFactory, description: str = "", _plugin=impl.plugin_name):
+            if name in found:
+                raise UsageError(f"recognizer {name!r} is registered twice ({found[name].plugin}, {_plugin})")
+            found[name] = RecognizerEntry(name, factory, description, _plugin)
+
+        try:
+            impl.function(register=register)
+        except UsageError:
+            raise
+        except Exception as error:
+            raise UsageError(
+                f"plugin {impl.plugin_name} failed to register recognizers: {type(error).__name__}: {error}"
+            ) from None
+    return found
+
+
+def load_recognizer(pm: pluggy.PluginManager, name: str, config: object) -> Recognizer:
+    entries = registered_recognizers(pm)
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise UsageError(f"unknown recognizer {name!r}; installed: {known}")
+    try:
+        return entries[name].factory(config)
+    except UsageError:
+        raise
+    except Exception as error:
+        raise RecognizerUnavailable(f"recognizer {name} failed to load: {type(error).__name__}: {error}") from None
