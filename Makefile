@@ -18,13 +18,10 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) scripts/sys
 		-e '.[test]' $(foreach dir,$(PLUGIN_DIRS),-e '$(dir)[test]')
 	@touch $@
 
-# Replay the fixture meeting in real time, with live captions, through the fake server.
+# Caption the fixture meeting, replayed in real time, with the embedded offline
+# recognizer: no account, no network.
 run: setup
-	@set -e; out=$$(mktemp); \
-	$(BIN)/captioner fake-server --script $(MEETING).json > $$out & server=$$!; \
-	trap 'kill $$server 2>/dev/null; rm -f $$out' EXIT INT TERM; \
-	for _ in $$(seq 100); do [ -s $$out ] && break; sleep 0.1; done; \
-	$(BIN)/captioner replay $(MEETING).wav --url "$$(head -n 1 $$out)" --format-turns --speaker-labels
+	$(BIN)/captioner replay $(MEETING).wav --offline --format-turns
 
 test: setup
 	$(BIN)/python -m pytest

@@ -86,11 +86,10 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     selection = _plugin_selection_parser(add_help=False)
     service = _service_parser()
-    recognizer = _recognizer_parser(pm)
 
     replay = commands.add_parser(
         "replay",
-        parents=[_with_plugin_options(pm, "replay", [selection, service, recognizer])],
+        parents=[_with_plugin_options(pm, "replay", [selection, service, _recognizer_parser(pm, "replay")])],
         help="caption an audio file as if it were a live meeting",
         description="Stream an audio file (any format libsndfile reads) to the service, "
         "paced like a live microphone, and show the captions.",
@@ -105,7 +104,7 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        parents=[_with_plugin_options(pm, "serve", [selection, recognizer])],
+        parents=[_with_plugin_options(pm, "serve", [selection, _recognizer_parser(pm, "serve")])],
         help="serve a local recognizer over the AssemblyAI v3 protocol",
         description="Run an offline recognizer behind the AssemblyAI Universal Streaming v3 protocol, "
         "on /v3/ws, for captioner or any AssemblyAI client. The first line printed is its URL.",
@@ -162,10 +161,13 @@ def _service_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _recognizer_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
+def _recognizer_parser(pm: pluggy.PluginManager, command: str) -> argparse.ArgumentParser:
     parser = Parser(add_help=False)
     group = parser.add_argument_group("local recognizer")
     names = ", ".join(sorted(registered_recognizers(pm))) or "none installed"
+    if command != "serve":
+        group.add_argument("--offline", action="store_true",
+                           help="caption with the embedded recognizer even when ASSEMBLYAI_API_KEY is set")
     group.add_argument("--recognizer", default=DEFAULT_RECOGNIZER, metavar="NAME",
                        help=f"offline recognizer: {names} (default {DEFAULT_RECOGNIZER})")
     group.add_argument("--decode-workers", type=_positive_int, metavar="N",
@@ -196,12 +198,15 @@ def _with_plugin_options(pm: pluggy.PluginManager, command: str, core: list) -> 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The session settings; `url` is empty when the embedded recognizer is to be used."""
     credential = find_api_key()
+    if args.url and args.offline:
+        raise UsageError("--offline and --url contradict each other: choose one")
     if args.url:
         url, backend = args.url, ""
-    elif credential is not None:
+    elif credential is not None and not args.offline:
         url, backend = v3.DEFAULT_URL, "AssemblyAI"
     else:
-        url, backend = "", f"the embedded {args.recognizer} recognizer (offline: no ASSEMBLYAI_API_KEY)"
+        why = "--offline" if args.offline else "no ASSEMBLYAI_API_KEY"
+        url, backend = "", f"the embedded {args.recognizer} recognizer (offline: {why})"
     return Settings(
         url=url,
         backend=backend,
@@ -309,7 +314,7 @@ def command_serve(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
         try:
             await server.start()
         except OSError as error:
-            raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {_reason(error)}") from None
         print(server.url, flush=True)
         print(f"captioner: serving the {args.recognizer} recognizer with {server.pool.workers} decoding "
               f"thread(s); Ctrl-C stops", file=sys.stderr, flush=True)
@@ -343,7 +348,7 @@ def command_fake_server(args: argparse.Namespace, pm: pluggy.PluginManager) -> i
         try:
             await server.start()
         except OSError as error:
-            raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {_reason(error)}") from None
         print(server.url, flush=True)
         try:
             await asyncio.Future()  # until interrupted
@@ -355,6 +360,11 @@ def command_fake_server(args: argparse.Namespace, pm: pluggy.PluginManager) -> i
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _reason(error: OSError) -> str:
+    """"Address already in use" rather than asyncio's wording around it."""
+    return os.strerror(error.errno) if error.errno else str(error)
 
 
 def _positive_int(text: str) -> int:

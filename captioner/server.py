@@ -353,3 +353,27 @@ def _inactivity_timeout(params: SessionParams, default: float | None) -> float |
     if not 5 <= seconds <= 3600:
         raise v3.SessionRejected(3006, "Input validation error: inactivity_timeout must be 5 to 3600 seconds")
     return seconds
+
+
+class ServerThread:
+    """A server on its own event loop in a daemon thread, for synchronous callers:
+
+    with ServerThread(FakeStreamingServer(script)) as server:
+        subprocess.run(["captioner", "replay", wav, "--url", server.url])
+    """
+
+    def __init__(self, server: StreamingServer):
+        self.server = server
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="captioner-server", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=30)
+        return self.server
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()

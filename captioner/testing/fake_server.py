@@ -17,14 +17,12 @@ commands under test in a subprocess.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 from ..protocol import closecodes
 from ..protocol.messages import SessionParams
-from ..server import Conversation, ConnectionRecord, Emit, Frame, ServerLimits, StreamingServer
+from ..server import Conversation, ConnectionRecord, Emit, Frame, ServerLimits, ServerThread, StreamingServer
 from .player import ScriptPlayer
 from .script import TranscriptScript
 
@@ -144,25 +142,5 @@ class _FaultyConversation(Conversation):
         return False
 
 
-class FakeServerThread:
-    """A FakeStreamingServer on its own event loop in a daemon thread.
-
-    with FakeServerThread(FakeStreamingServer(script)) as server:
-        subprocess.run(["captioner", "replay", wav, "--url", server.url])
-    """
-
-    def __init__(self, server: FakeStreamingServer):
-        self.server = server
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-streaming-server", daemon=True)
-
-    def __enter__(self) -> FakeStreamingServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=10)
-        return self.server
-
-    def __exit__(self, *exc_info: Any) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+# Runs any StreamingServer (the fake one included) in a background thread.
+FakeServerThread = ServerThread
