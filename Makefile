@@ -26,6 +26,10 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# Measure (not assert) speed, accuracy and memory; writes BENCHMARKS.md and bench/results.json.
+bench: setup
+	$(BIN)/python bench/bench.py
+
 # Regenerate the committed fixture WAVs, texts and scripts (needs the voices below).
 fixtures:
 	@scripts/system-deps.sh fixtures

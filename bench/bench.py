@@ -1,0 +1,283 @@
+"""captioner's benchmarks: `make bench` (or `python bench/bench.py [--quick]`).
+
+Writes BENCHMARKS.md (a table per section, the machine, the date, the commit) and
+bench/results.json with the same figures. Every figure is measured in this run; ratios
+compare runs made side by side in this run. Not part of the test suite: tests check
+behaviour, this measures speed.
+
+Sections:
+- recognizers: each embedded recognizer behind `captioner serve`, fixtures replayed in
+  real time: WER, CPU real-time factor and peak RSS of the server process, delay from
+  the end of speech (the fixture script's last word) to the final on the client, delay
+  from the start of speech to the first partial, and how many concurrent real-time
+  sessions the server sustains before the p95 final delay exceeds 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jiwer
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+sys.path.insert(0, str(ROOT))
+
+from captioner import hookimpl  # noqa: E402
+from captioner.audio import WavReplaySource  # noqa: E402
+from captioner.engine import Engine  # noqa: E402
+from captioner.plugins import build_plugin_manager  # noqa: E402
+from captioner.settings import Settings  # noqa: E402
+from captioner.testing import TranscriptScript  # noqa: E402
+
+DELAY_LIMIT_S = 2.0  # a session "falls behind" when its p95 final delay exceeds this
+
+
+# ------------------------------------------------------------------ measuring helpers
+
+
+class ServerProcess:
+    """`captioner serve` in its own process, so its CPU time and memory are its own."""
+
+    def __init__(self, recognizer: str, workers: int | None = None):
+        command = [sys.executable, "-m", "captioner", "serve", "--port", "0", "--recognizer", recognizer]
+        if workers:
+            command += ["--decode-workers", str(workers)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.url = self.process.stdout.readline().strip()
+        if not self.url.startswith("ws://"):
+            raise SystemExit(f"captioner serve --recognizer {recognizer} did not start")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+@dataclass
+class Timeline:
+    """When each event reached a plugin, on the wall clock, from the replay's start."""
+
+    start: float = 0.0
+    finals: list = field(default_factory=list)  # (wall seconds, Turn)
+    partials: list = field(default_factory=list)
+
+    @hookimpl
+    def on_partial(self, turn):
+        self.partials.append((time.monotonic() - self.start, turn))
+
+    @hookimpl
+    def on_final(self, turn):
+        self.finals.append((time.monotonic() - self.start, turn))
+
+
+async def replay_timed(wav: Path, url: str, speed: float | None = 1.0) -> Timeline:
+    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
+    timeline = Timeline()
+    pm.register(timeline, name="timeline")
+    source = WavReplaySource(wav, speed=speed)
+    timeline.start = time.monotonic()  # audio time t is sent at start + t (real-time pacing)
+    await Engine(Settings(url=url), pm).caption(source)
+    return timeline
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
+
+
+def delays(timeline: Timeline, script: TranscriptScript) -> tuple[list[float], list[float]]:
+    """Final delays (after the end of speech) and first-partial delays (after its start).
+
+    Each scripted turn is matched to the first final that ends after the turn's speech
+    began: at real-time pacing, audio time t was sent at wall time t.
+    """
+    final_delays, partial_delays = [], []
+    for turn in script.turns:
+        start, end = turn.start / 1000, turn.end / 1000
+        final = next((wall for wall, t in timeline.finals if t.end_ms and t.end_ms / 1000 > start + 0.2), None)
+        if final is not None:
+            final_delays.append(final - end)
+        partial = next((wall for wall, t in timeline.partials if wall > start and t.end_ms and t.end_ms / 1000 > start), None)
+        if partial is not None:
+            partial_delays.append(partial - start)
+    return final_delays, partial_delays
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# ------------------------------------------------------------------ sections
+
+
+def bench_recognizer(name: str, clips: list[str], max_sessions: int, concurrency_clip: str) -> dict:
+    server = ServerProcess(name)
+    try:
+        rows = []
+        for clip in clips:
+            wav = FIXTURES / f"{clip}.wav"
+            script = TranscriptScript.load(FIXTURES / f"{clip}.json")
+            cpu_before = server.cpu_seconds()
+            timeline = asyncio.run(replay_timed(wav, server.url))
+            cpu = server.cpu_seconds() - cpu_before
+            audio_seconds = WavReplaySource(wav).duration_seconds
+            reference = (FIXTURES / f"{clip}.txt").read_text()
+            hypothesis = " ".join(t.text for _, t in timeline.finals)
+            final_delays, partial_delays = delays(timeline, script)
+            rows.append(
+                {
+                    "recognizer": name,
+                    "fixture": clip,
+                    "audio_s": round(audio_seconds, 1),
+                    "wer": round(jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis))), 4),
+                    "rtf_cpu": round(cpu / audio_seconds, 3),
+                    "final_delay_median_s": round(statistics.median(final_delays), 2) if final_delays else None,
+                    "final_delay_p95_s": round(percentile(final_delays, 0.95), 2) if final_delays else None,
+                    "first_partial_delay_median_s": round(statistics.median(partial_delays), 2) if partial_delays else None,
+                    "turns": len(script.turns),
+                    "finals": len(timeline.finals),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+        sustained = concurrency(server.url, concurrency_clip, max_sessions)
+        return {"rows": rows, "peak_rss_mb": round(server.peak_rss_mb(), 1), "concurrency": sustained}
+    finally:
+        server.stop()
+
+
+def concurrency(url: str, clip: str, max_sessions: int) -> dict:
+    """Step up concurrent real-time sessions until the p95 final delay exceeds the limit."""
+    wav = FIXTURES / f"{clip}.wav"
+    script = TranscriptScript.load(FIXTURES / f"{clip}.json")
+    steps = []
+    sustained = 0
+    for sessions in range(1, max_sessions + 1):
+
+        async def run_all():
+            return await asyncio.gather(*(replay_timed(wav, url) for _ in range(sessions)))
+
+        timelines = asyncio.run(run_all())
+        all_delays = [d for timeline in timelines for d in delays(timeline, script)[0]]
+        missing = sessions * len(script.turns) - len(all_delays)
+        p95 = percentile(all_delays, 0.95)
+        steps.append({"sessions": sessions, "final_delay_p95_s": round(p95, 2), "turns_without_final": missing})
+        print(json.dumps(steps[-1]), flush=True)
+        if p95 > DELAY_LIMIT_S or missing:
+            break
+        sustained = sessions
+    return {"clip": clip, "limit_p95_s": DELAY_LIMIT_S, "sustained": sustained, "steps": steps}
+
+
+# ------------------------------------------------------------------ report
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit or "unknown",
+    }
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {m['date']}, commit `{m['commit']}`: {m['cpu']}, "
+        f"{m['cores']} cores, Python {m['python']}{' (quick mode)' if results['quick'] else ''}. "
+        "Every figure comes from this one run; the raw figures are in `bench/results.json`.",
+        "",
+        "## Embedded recognizers",
+        "",
+        "Each recognizer runs in `captioner serve` (its own process); the fixtures are replayed "
+        "to it in real time (50 ms chunks) by captioner's client.",
+        "",
+        "- **WER**: word error rate of the finals against the fixture's reference text "
+        "(lower-cased, punctuation removed, hyphens split).",
+        "- **CPU RTF**: CPU seconds the server process used per second of audio (user + system).",
+        "- **final delay**: wall seconds from the end of a turn's speech (its last word's end in "
+        "the fixture script) to its final reaching a plugin; median and p95 over turns.",
+        "- **first partial**: wall seconds from the start of a turn's speech to its first partial (median).",
+        "- **peak RSS**: the server process's high-water resident memory, MB.",
+        "",
+        "| recognizer | fixture | audio s | WER | CPU RTF | final delay median s | final delay p95 s | first partial s | finals / turns |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, section in results["recognizers"].items():
+        for row in section["rows"]:
+            lines.append(
+                f"| {name} | {row['fixture']} | {row['audio_s']} | {row['wer']:.1%} | {row['rtf_cpu']} | "
+                f"{row['final_delay_median_s']} | {row['final_delay_p95_s']} | {row['first_partial_delay_median_s']} | "
+                f"{row['finals']} / {row['turns']} |"
+            )
+    lines += [
+        "",
+        f"**Concurrent real-time sessions** one `captioner serve` sustains before the p95 final delay "
+        f"exceeds {DELAY_LIMIT_S:g} s (or a turn gets no final), and peak RSS:",
+        "",
+        "| recognizer | sessions sustained | steps (sessions: p95 final delay s) | peak RSS MB |",
+        "|---|---|---|---|",
+    ]
+    for name, section in results["recognizers"].items():
+        c = section["concurrency"]
+        steps = ", ".join(f"{s['sessions']}: {s['final_delay_p95_s']}" for s in c["steps"])
+        lines.append(f"| {name} | {c['sustained']} (clip `{c['clip']}`) | {steps} | {section['peak_rss_mb']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one short clip, one concurrency step: a smoke run")
+    parser.add_argument("--out", type=Path, default=ROOT, help="where BENCHMARKS.md goes (results.json beside it in bench/)")
+    args = parser.parse_args()
+    clips = ["hello"] if args.quick else ["meeting", "hello", "weather", "mute"]
+    results = {"machine": machine(), "quick": args.quick, "recognizers": {}}
+    for name in ("moonshine", "pocketsphinx"):
+        results["recognizers"][name] = bench_recognizer(
+            name, clips, max_sessions=1 if args.quick else 8, concurrency_clip="hello" if args.quick else "weather"
+        )
+    (args.out / "bench").mkdir(parents=True, exist_ok=True)
+    (args.out / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "BENCHMARKS.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
