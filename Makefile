@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) scripts/sys
 	@PYTHON=$(PYTHON) scripts/system-deps.sh base
 	@test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-e '.[test]' $(foreach dir,$(PLUGIN_DIRS),-e '$(dir)[test]')
+		-e '.[test,mic]' $(foreach dir,$(PLUGIN_DIRS),-e '$(dir)[test]')
 	@touch $@
 
 # Caption the fixture meeting, replayed in real time, with the embedded offline

@@ -28,6 +28,8 @@ from .errors import ProtocolError
 from .protocol import CODECS, codec, v3
 from .session import SessionTimeouts
 from .embedded import EmbeddedServer
+from .keyboard import KeyboardControls
+from .microphone import MicrophoneSource, list_input_devices
 from .recognizers import Recognizer, load_recognizer, registered_recognizers
 from .settings import Config, Settings, find_api_key
 from .urls import is_local
@@ -101,6 +103,31 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     pace.add_argument("--fast", action="store_true",
                       help="send audio as fast as the server takes it (local and fake servers only)")
     replay.set_defaults(command_function=command_replay)
+
+    run = commands.add_parser(
+        "run",
+        parents=[_with_plugin_options(pm, "run", [selection, service, _recognizer_parser(pm, "run")])],
+        help="caption a live meeting from the microphone",
+        description="Capture the microphone and caption it live until Ctrl-C. The first Ctrl-C stops "
+        "capture and waits for the last captions; a second quits at once. On a terminal, p pauses "
+        "and resumes (sending silence, so the session stays open) and q stops.",
+    )
+    run.add_argument("--device", metavar="INDEX|NAME",
+                     help="input device: an index or part of a name from 'captioner devices' (default: the system's)")
+    run.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds of audio")
+    run.add_argument("--buffer-seconds", type=_positive_float, default=10.0, metavar="S",
+                     help="audio held while captioner catches up, before dropping any (default 10)")
+    run.set_defaults(command_function=command_run)
+
+    devices = commands.add_parser(
+        "devices", help="list the input devices captioner can record from",
+        description="List input-capable devices (index, name, host API, channels, default rate); "
+        "the system default is marked.",
+    )
+    devices.add_argument("--json", action="store_true", help="print JSON")
+    devices.add_argument("--all", action="store_true",
+                         help="also the copies of each device that other host APIs (JACK, OSS, ...) list")
+    devices.set_defaults(command_function=command_devices)
 
     serve = commands.add_parser(
         "serve",
@@ -248,10 +275,42 @@ def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
             codec(settings.protocol).connect_url(settings.url, settings.session_params())
         except ProtocolError as error:  # a bad URL fails before plugins create any file
             raise UsageError(str(error)) from None
-    config = Config("replay", _options(args), pm, settings)
+    start_captioning("replay", args, pm, settings, source)
+    return 0
+
+
+def start_captioning(command: str, args: argparse.Namespace, pm, settings: Settings, source) -> None:
+    config = Config(command, _options(args), pm, settings)
     recognizer = None if settings.url else load_recognizer(pm, args.recognizer, config)
     configure_plugins(pm, config)
     asyncio.run(caption(settings, pm, source, recognizer, args.decode_workers))
+
+
+def command_run(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    source = MicrophoneSource(
+        args.device, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms,
+        duration=args.duration, buffer_seconds=args.buffer_seconds,
+    )
+    settings = settings_from_args(args)
+    if settings.url:
+        try:
+            codec(settings.protocol).connect_url(settings.url, settings.session_params())
+        except ProtocolError as error:
+            raise UsageError(str(error)) from None
+    start_captioning("run", args, pm, settings, source)
+    return 0
+
+
+def command_devices(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    devices = list_input_devices(all_host_apis=args.all)
+    if args.json:
+        print(json.dumps([device.__dict__ for device in devices], indent=2))
+    elif not devices:
+        print("no input devices found", file=sys.stderr)
+        return 5
+    else:
+        for device in devices:
+            print(device.describe())
     return 0
 
 
@@ -289,10 +348,20 @@ async def caption_until_stopped(engine: Engine, source) -> None:
             print("captioner: interrupted", file=sys.stderr, flush=True)
             os._exit(130)
 
+    def toggle_pause() -> None:
+        if source.paused:
+            source.resume()
+        else:
+            source.pause()
+
+    keys = {"q": on_signal}
+    if hasattr(source, "pause"):
+        keys.update({"p": toggle_pause, " ": toggle_pause})
     for signum in signals:
         loop.add_signal_handler(signum, on_signal)
     try:
-        await engine.caption(source)
+        with KeyboardControls(keys):
+            await engine.caption(source)
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)

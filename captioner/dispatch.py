@@ -27,7 +27,7 @@ import pluggy
 
 from .events import CaptionError
 
-EVENT_HOOKS = ("on_session_begin", "on_partial", "on_final", "on_error", "on_session_end")
+EVENT_HOOKS = ("on_session_begin", "on_partial", "on_final", "on_audio_level", "on_error", "on_session_end")
 _CLOSE = object()
 
 

@@ -8,14 +8,17 @@ the dispatcher. It never waits on a plugin: emitting an event only queues it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 from datetime import datetime, timezone
 
+import numpy as np
 import pluggy
 
 from .audio import AudioSource
 from .dispatch import PluginDispatcher
 from .errors import CaptionerError
-from .events import CaptionError, Session, SessionSummary
+from .events import AudioLevel, CaptionError, Session, SessionSummary
 from .plugins import trace_enabled
 from .protocol import codec
 from .protocol.messages import Begin, Ignored, ServerErrorMessage, ServerWarning, Termination, TurnUpdate
@@ -45,8 +48,8 @@ class Engine:
 
     def stop(self) -> None:
         """End early and cleanly: stop sending audio, then wait for the last finals."""
-        if self._run is not None and self._run.session is not None:
-            self._run.session.stop()
+        if self._run is not None:
+            self._run.stop()
 
 
 class _Run:
@@ -63,11 +66,23 @@ class _Run:
         self.partials = self.finals = 0
         self.termination: Termination | None = None
         self.source_description = ""
+        self.source: AudioSource | None = None
+
+    def stop(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+        stop_source = getattr(self.source, "stop", None)
+        if stop_source is not None:
+            stop_source()  # a microphone may be waiting on the device: let it go now
 
     async def caption(self, source: AudioSource) -> SessionSummary:
         if source.sample_rate != self.settings.sample_rate:
             raise ValueError("the source must deliver audio at the session's sample rate")
+        self.source = source
         self.source_description = source.description
+        attach = getattr(source, "attach", None)
+        if attach is not None:
+            attach(self.report)  # the source's survived problems (overflows) become on_error
         self.dispatcher.start()
         failure: CaptionerError | None = None
         try:
@@ -78,7 +93,7 @@ class _Run:
                 self.settings.credential.reveal() if self.settings.credential else None,
                 self.settings.timeouts,
             )
-            await self.session.run(source, self.on_message)
+            await self.session.run(LevelMeter(source, self.dispatcher), self.on_message)
         except CaptionerError as error:
             failure = error
             self.report(CaptionError(kind=error.kind, message=str(error), fatal=True, code=error.code))
@@ -153,3 +168,47 @@ class _Run:
             terminated=self.termination is not None,
             server_audio_seconds=self.termination.audio_duration_seconds if self.termination else None,
         )
+
+
+class LevelMeter:
+    """Passes a source's chunks through, emitting `on_audio_level` about five times a second."""
+
+    EVERY_MS = 200
+
+    def __init__(self, source: AudioSource, dispatcher: PluginDispatcher):
+        self.source = source
+        self.dispatcher = dispatcher
+        self.sample_rate = source.sample_rate
+        self.chunk_ms = source.chunk_ms
+        self.description = source.description
+
+    async def chunks(self):
+        every = max(1, self.EVERY_MS // self.chunk_ms)
+        squares = peak = 0.0
+        samples = count = 0
+        position_ms = 0
+        async with contextlib.aclosing(self.source.chunks()) as chunks:
+            async for chunk in chunks:
+                audio = np.frombuffer(chunk, dtype="<i2").astype(np.float32)
+                squares += float(np.dot(audio, audio))
+                peak = max(peak, float(np.abs(audio).max(initial=0)))
+                samples += len(audio)
+                count += 1
+                position_ms += len(audio) * 1000 // self.sample_rate
+                if count == every:
+                    self.dispatcher.emit(
+                        "on_audio_level",
+                        level=AudioLevel(
+                            at_ms=position_ms,
+                            rms_dbfs=_dbfs((squares / samples) ** 0.5),
+                            peak_dbfs=_dbfs(peak),
+                            paused=bool(getattr(self.source, "paused", False)),
+                        ),
+                    )
+                    squares = peak = 0.0
+                    samples = count = 0
+                yield chunk
+
+
+def _dbfs(amplitude: float) -> float:
+    return round(20 * math.log10(amplitude / 32768), 1) if amplitude > 0 else -120.0

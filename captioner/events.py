@@ -80,6 +80,16 @@ class CaptionError:
 
 
 @dataclass(frozen=True)
+class AudioLevel:
+    """How loud the audio being sent is, about five times a second: a live input meter."""
+
+    at_ms: int  # meeting clock, end of the measured stretch
+    rms_dbfs: float  # -120 for digital silence; speech into a good microphone is around -30 to -15
+    peak_dbfs: float  # 0 means clipping
+    paused: bool = False  # the source sends silence on purpose (the user paused)
+
+
+@dataclass(frozen=True)
 class SessionSummary:
     """Sent once when captioning ends, whether it ended well or not."""
 

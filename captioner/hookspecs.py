@@ -55,6 +55,11 @@ def on_final(turn):
 
 
 @hookspec
+def on_audio_level(level):
+    """The input level of the audio being sent, about five times a second."""
+
+
+@hookspec
 def on_error(error):
     """Something went wrong: a `CaptionError`, fatal or survived."""
 

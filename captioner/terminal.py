@@ -13,11 +13,11 @@ import os
 import sys
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from .events import CaptionError, Session, Turn
+from .events import AudioLevel, CaptionError, Session, Turn
 from .hookspecs import hookimpl
 
 
@@ -38,8 +38,29 @@ def add_options(parser, command):
 @hookimpl
 def configure(config):
     if config.plugin_manager is not None:
-        view = TerminalCaptions(timestamps=bool(config.option("timestamps")), quiet=bool(config.option("quiet")))
+        view = TerminalCaptions(
+            timestamps=bool(config.option("timestamps")),
+            quiet=bool(config.option("quiet")),
+            meter=config.command == "run",  # a microphone: show that it hears something
+        )
         config.plugin_manager.register(view, name="terminal-view")
+
+
+METER_WIDTH = 30
+METER_FLOOR_DB = -60.0
+
+
+def level_meter(level: AudioLevel) -> Text:
+    """'mic ██████░░░░ -23 dB': a bar from -60 dBFS (empty) to 0 dBFS (full)."""
+    if level.paused:
+        return Text("mic paused (p resumes)", style="yellow")
+    filled = round(METER_WIDTH * min(1.0, max(0.0, 1 - level.rms_dbfs / METER_FLOOR_DB)))
+    style = "red" if level.peak_dbfs > -1 else "green"
+    meter = Text("mic ")
+    meter.append("█" * filled, style=style)
+    meter.append("░" * (METER_WIDTH - filled), style="dim")
+    meter.append(f" {level.rms_dbfs:5.1f} dB" + ("  clipping" if level.peak_dbfs > -1 else ""))
+    return meter
 
 
 def caption_line(turn: Turn, timestamps: bool = False) -> str:
@@ -62,8 +83,12 @@ class TerminalCaptions:
         timestamps: bool = False,
         force_terminal: bool | None = None,
         quiet: bool = False,
+        meter: bool = False,
     ):
         self.quiet = quiet
+        self.meter = meter
+        self._partial = Text("")
+        self._level: Text | None = None
         self.out = out or sys.stdout
         self.err = err
         self.timestamps = timestamps
@@ -80,6 +105,10 @@ class TerminalCaptions:
             self._live.start()
         return self._live
 
+    def _redraw(self) -> None:
+        parts = [self._partial] + ([self._level] if self._level is not None else [])
+        self._view().update(Group(*parts), refresh=True)
+
     @hookimpl
     def on_session_begin(self, session: Session) -> None:
         if not self.quiet:
@@ -90,15 +119,22 @@ class TerminalCaptions:
     @hookimpl
     def on_partial(self, turn: Turn) -> None:
         if self.is_live:
-            self._view().update(Text(caption_line(turn, self.timestamps), style="dim italic"), refresh=True)
+            self._partial = Text(caption_line(turn, self.timestamps), style="dim italic")
+            self._redraw()
+
+    @hookimpl
+    def on_audio_level(self, level: AudioLevel) -> None:
+        if self.is_live and self.meter:
+            self._level = level_meter(level)
+            self._redraw()
 
     @hookimpl
     def on_final(self, turn: Turn) -> None:
         line = caption_line(turn, self.timestamps)
         if self.is_live:
-            view = self._view()
-            view.update(Text(""), refresh=True)  # cleared first, or the partial is redrawn below the final
-            view.console.print(Text(line))
+            self._partial = Text("")
+            self._redraw()  # cleared first, or the partial is redrawn below the final
+            self._view().console.print(Text(line))
         elif not self._pipe_closed:
             try:
                 self.out.write(line + "\n")

@@ -8,7 +8,18 @@ set -eu
 packages_for() {
     case "$1" in
         # python3-venv: Debian's python3 cannot create a virtual environment without it.
-        base) if "${PYTHON:-python3}" -c 'import ensurepip, venv' 2>/dev/null; then :; else echo python3-venv; fi ;;
+        base)
+            if "${PYTHON:-python3}" -c 'import ensurepip, venv' 2>/dev/null; then :; else echo python3-venv; fi
+            # PortAudio's headers, a C compiler and Python's headers, to build PyAudio
+            # (microphone capture), which PyPI ships as source for Linux.
+            echo portaudio19-dev
+            command -v gcc >/dev/null 2>&1 || echo gcc libc6-dev
+            include=$("${PYTHON:-python3}" -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
+            [ -f "$include/Python.h" ] || echo python3-dev
+            # A virtual microphone for the tests: a private PulseAudio with a null sink,
+            # reached through ALSA's pulse plugin, so capture runs through real PortAudio.
+            echo pulseaudio pulseaudio-utils libasound2-plugins
+            ;;
         # The voices and tools fixtures/generate.py uses.
         fixtures) echo festival festvox-us-slt-hts ;;
         *) echo "system-deps.sh: unknown group $1" >&2; exit 2 ;;

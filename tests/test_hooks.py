@@ -10,6 +10,7 @@ from datetime import timezone
 from pathlib import Path
 
 import pytest
+import soundfile
 
 from captioner import UsageError, hookimpl, hookspecs
 from captioner.cli import build_parser, configure_plugins
@@ -30,7 +31,7 @@ def empty_pm():
 def test_the_hook_list_is_what_the_docs_promise():
     assert HOOKS == sorted(
         ["add_options", "configure", "register_recognizers", "on_session_begin", "on_partial", "on_final",
-         "on_error", "on_session_end"]
+         "on_audio_level", "on_error", "on_session_end"]
     )
 
 
@@ -201,6 +202,24 @@ def test_hook_on_final(replay):
     assert [f.turn_order for f in finals] == list(range(len(script.turns)))
     assert [f.speaker for f in finals] == [t.speaker for t in script.turns]
     assert all(f.is_final and f.words and f.start_ms < f.end_ms for f in finals)
+
+
+def test_hook_on_audio_level(replay):
+    levels = []
+
+    class Meter:
+        @hookimpl
+        def on_audio_level(self, level):
+            levels.append(level)
+
+    replay(HELLO, plugins=[Meter()])
+    duration_ms = int(soundfile.info(HELLO).duration * 1000)
+    assert [level.at_ms for level in levels] == list(range(200, 200 * len(levels) + 1, 200))
+    assert abs(levels[-1].at_ms - duration_ms) < 200
+    assert levels[0].rms_dbfs == -120.0  # the fixture starts with digital silence
+    loudest = max(level.rms_dbfs for level in levels)
+    assert -30 < loudest < -3 and all(level.peak_dbfs <= 0 for level in levels)  # normalised to -3 dBFS peak
+    assert not any(level.paused for level in levels)
 
 
 def test_hook_on_error(replay):
