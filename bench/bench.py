@@ -11,6 +11,10 @@ Sections:
   the end of speech (the fixture script's last word) to the final on the client, delay
   from the start of speech to the first partial, and how many concurrent real-time
   sessions the server sustains before the p95 final delay exceeds 2 s.
+- capture: `MicrophoneSource` capturing a virtual microphone (a private PulseAudio null
+  sink, played the fixture meeting in real time) through real PortAudio, alone in its
+  own process: the CPU share of the capture path (PortAudio's thread, the hand-over,
+  resampling and chunking) per wall second.
 """
 
 from __future__ import annotations
@@ -193,6 +197,48 @@ def concurrency(url: str, clip: str, max_sessions: int) -> dict:
     return {"clip": clip, "limit_p95_s": DELAY_LIMIT_S, "sustained": sustained, "steps": steps}
 
 
+CAPTURE_PROBE = """
+import asyncio, json, os, sys, time
+from captioner.microphone import MicrophoneSource
+
+async def main(seconds):
+    source = MicrophoneSource("pulse", duration=seconds)
+    cpu, wall, count = time.process_time(), time.monotonic(), 0
+    async for chunk in source.chunks():
+        count += 1
+    print(json.dumps({"cpu_s": time.process_time() - cpu, "wall_s": time.monotonic() - wall,
+                      "chunks": count, "device_rate": source.device_rate}))
+
+asyncio.run(main(float(sys.argv[1])))
+"""
+
+
+def bench_capture(seconds: float) -> dict:
+    """CPU share of the capture path on a real-time virtual microphone."""
+    import tempfile
+
+    from captioner.testing.virtual_mic import VirtualMicrophone, VirtualMicrophoneUnavailable
+
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            mic = VirtualMicrophone(Path(directory))
+        except VirtualMicrophoneUnavailable as error:
+            return {"skipped": str(error)}
+        try:
+            player = mic.play(FIXTURES / "meeting.wav")
+            probe = subprocess.run(
+                [sys.executable, "-c", CAPTURE_PROBE, str(seconds)], env=mic.env, capture_output=True, text=True,
+                timeout=seconds + 60, cwd=ROOT,
+            )
+            player.kill()
+        finally:
+            mic.stop()
+    figures = json.loads(probe.stdout.strip().splitlines()[-1])
+    figures["cpu_share"] = round(figures["cpu_s"] / figures["wall_s"], 4)
+    print(json.dumps(figures), flush=True)
+    return figures
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -259,6 +305,19 @@ def markdown(results: dict) -> str:
         c = section["concurrency"]
         steps = ", ".join(f"{s['sessions']}: {s['final_delay_p95_s']}" for s in c["steps"])
         lines.append(f"| {name} | {c['sustained']} (clip `{c['clip']}`) | {steps} | {section['peak_rss_mb']} |")
+    capture = results.get("capture", {})
+    lines += ["", "## Microphone capture", ""]
+    if "skipped" in capture:
+        lines.append(f"Not measured: {capture['skipped']}")
+    else:
+        lines += [
+            f"`MicrophoneSource` alone in a process, capturing {capture['wall_s']:.1f} s from a virtual "
+            "microphone (a private PulseAudio null sink playing the fixture meeting in real time) through "
+            f"real PortAudio, device rate {capture['device_rate']} Hz resampled to 16 kHz: "
+            f"**{capture['cpu_share']:.2%} of one core** ({capture['cpu_s']:.2f} CPU s, {capture['chunks']} chunks "
+            "of 50 ms). This is the capture path only: PortAudio's thread, the hand-over to the event loop, "
+            "resampling and chunking.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -273,6 +332,7 @@ def main() -> None:
         results["recognizers"][name] = bench_recognizer(
             name, clips, max_sessions=1 if args.quick else 8, concurrency_clip="hello" if args.quick else "weather"
         )
+    results["capture"] = bench_capture(5 if args.quick else 30)
     (args.out / "bench").mkdir(parents=True, exist_ok=True)
     (args.out / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "BENCHMARKS.md").write_text(markdown(results))

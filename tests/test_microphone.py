@@ -21,7 +21,7 @@ from captioner.errors import AudioError, UsageError
 from captioner.microphone import DeviceInfo, InputDevice, MicrophoneSource, choose_device, choose_rate
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript
 from conftest import fixture
-from virtual_mic import VirtualMicrophone
+from captioner.testing.virtual_mic import VirtualMicrophone, VirtualMicrophoneUnavailable
 
 DEVICES = [
     DeviceInfo(0, "HDA Intel PCH: ALC892 Analog (hw:0,0)", "ALSA", 2, 2, 44100),
@@ -95,7 +95,10 @@ def test_16k_when_the_device_takes_it_else_its_native_rate():
 
 @pytest.fixture
 def mic(tmp_path):
-    microphone = VirtualMicrophone(tmp_path / "pulse")
+    try:
+        microphone = VirtualMicrophone(tmp_path / "pulse")
+    except VirtualMicrophoneUnavailable as error:
+        pytest.fail(f"{error} (run 'make test')")
     yield microphone
     microphone.stop()
 

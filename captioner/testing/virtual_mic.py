@@ -2,7 +2,8 @@
 
 Audio played into the sink (`play`) comes out of its monitor in real time, and PortAudio
 reaches it through ALSA's pulse plugin as the device "pulse". Each VirtualMicrophone is
-its own PulseAudio daemon in a temporary directory, stopped when the test ends.
+its own PulseAudio daemon in the directory it is given; `stop()` ends it. Used by the
+tests and by `make bench`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
+class VirtualMicrophoneUnavailable(RuntimeError):
+    pass
 
 
 class VirtualMicrophone:
     def __init__(self, directory: Path):
         if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
-            pytest.fail("pulseaudio and paplay are missing: run 'make test', which installs them")
+            raise VirtualMicrophoneUnavailable("pulseaudio and paplay are missing: 'make setup' installs them")
         self.directory = directory
         runtime = directory / "runtime"
         runtime.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,7 @@ class VirtualMicrophone:
             if subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode == 0:
                 return
             time.sleep(0.1)
-        pytest.fail(f"the test's PulseAudio did not start; see {directory / 'pulse.log'}")
+        raise VirtualMicrophoneUnavailable(f"PulseAudio did not start; see {directory / 'pulse.log'}")
 
     def play(self, wav: Path) -> subprocess.Popen:
         """Play a file into the microphone, in real time; returns at once."""
