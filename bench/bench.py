@@ -313,10 +313,11 @@ def markdown(results: dict) -> str:
         lines += [
             f"`MicrophoneSource` alone in a process, capturing {capture['wall_s']:.1f} s from a virtual "
             "microphone (a private PulseAudio null sink playing the fixture meeting in real time) through "
-            f"real PortAudio, device rate {capture['device_rate']} Hz resampled to 16 kHz: "
+            f"real PortAudio, opened at {capture['device_rate']} Hz"
+            f"{'' if capture['device_rate'] == 16000 else ' and resampled to 16 kHz'}: "
             f"**{capture['cpu_share']:.2%} of one core** ({capture['cpu_s']:.2f} CPU s, {capture['chunks']} chunks "
-            "of 50 ms). This is the capture path only: PortAudio's thread, the hand-over to the event loop, "
-            "resampling and chunking.",
+            "of 50 ms). This is the capture path only, measured from the first read to the last: PortAudio's "
+            "thread and ALSA's PulseAudio plugin, the hand-over to the event loop, resampling and chunking.",
         ]
     return "\n".join(lines) + "\n"
 
