@@ -15,12 +15,17 @@ Sections:
   sink, played the fixture meeting in real time) through real PortAudio, alone in its
   own process: the CPU share of the capture path (PortAudio's thread, the hand-over,
   resampling and chunking) per wall second.
+- plugins: the fixture meeting replayed at twice real time through the fake server with
+  the subtitle writer (SRT and VTT), the meeting log and translation into Spanish
+  (Apertium, offline): for each plugin, the delay from the engine emitting a final to
+  that plugin's output for it being flushed to disk (median, p95, max).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -197,6 +202,69 @@ def concurrency(url: str, clip: str, max_sessions: int) -> dict:
     return {"clip": clip, "limit_p95_s": DELAY_LIMIT_S, "sustained": sustained, "steps": steps}
 
 
+def bench_plugins(speed: float) -> dict:
+    """Delay from a final's emission to each plugin's output being on disk."""
+    import tempfile
+
+    import captioner_meeting_log
+    import captioner_subtitles
+    import captioner_translate
+    from captioner.dispatch import PluginDispatcher
+    from captioner.testing import replay
+
+    emitted: dict[int, float] = {}
+    written: dict[str, list[float]] = {"subtitles (srt+vtt)": [], "meeting log (fsync)": [], "translation es (apertium, track on disk)": []}
+    original_emit = PluginDispatcher.emit
+
+    def emit(self, hook, **kwargs):
+        if hook == "on_final":
+            emitted[kwargs["turn"].turn_order] = time.monotonic()
+        return original_emit(self, hook, **kwargs)
+
+    def timed(function, label, turn_of):
+        @functools.wraps(function)  # pluggy reads the hook's argument names through it
+        def wrapper(self, *args, **kwargs):
+            result = function(self, *args, **kwargs)
+            event = (list(args) + list(kwargs.values()))[0]
+            written[label].append(time.monotonic() - emitted[turn_of(event).turn_order])
+            return result
+        return wrapper
+
+    patches = [
+        (captioner_subtitles.SubtitleWriter, "on_final", "subtitles (srt+vtt)", lambda turn: turn),
+        (captioner_meeting_log.MeetingLog, "on_final", "meeting log (fsync)", lambda turn: turn),
+        (captioner_subtitles.SubtitleWriter, "on_translation", "translation es (apertium, track on disk)", lambda t: t.turn),
+    ]
+    saved = [(cls, name, getattr(cls, name)) for cls, name, _, _ in patches]
+    PluginDispatcher.emit = emit
+    for cls, name, label, turn_of in patches:
+        setattr(cls, name, timed(getattr(cls, name), label, turn_of))
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            options = {
+                "srt": f"{directory}/m.srt", "vtt": f"{directory}/m.vtt", "log": f"{directory}/m.jsonl",
+                "subtitle_max_chars": 42, "subtitle_max_lines": 2, "subtitle_max_seconds": 7.0,
+                "translate": "es", "translate_backend": "apertium", "translate_from": "en", "translate_timeout": 10.0,
+            }
+            result = replay(FIXTURES / "meeting.wav", speed=speed, options=options,
+                            plugins=[captioner_subtitles, captioner_meeting_log, captioner_translate])
+    finally:
+        PluginDispatcher.emit = original_emit
+        for cls, name, function in saved:
+            setattr(cls, name, function)
+    rows = {}
+    for label, delays_s in written.items():
+        rows[label] = {
+            "finals": len(delays_s),
+            "median_ms": round(statistics.median(delays_s) * 1000, 1) if delays_s else None,
+            "p95_ms": round(percentile(delays_s, 0.95) * 1000, 1) if delays_s else None,
+            "max_ms": round(max(delays_s) * 1000, 1) if delays_s else None,
+        }
+    figures = {"speed": speed, "finals": len(result.finals), "plugins": rows}
+    print(json.dumps(figures), flush=True)
+    return figures
+
+
 CAPTURE_PROBE = """
 import asyncio, json, os, sys, time
 from captioner.microphone import MicrophoneSource
@@ -305,6 +373,22 @@ def markdown(results: dict) -> str:
         c = section["concurrency"]
         steps = ", ".join(f"{s['sessions']}: {s['final_delay_p95_s']}" for s in c["steps"])
         lines.append(f"| {name} | {c['sustained']} (clip `{c['clip']}`) | {steps} | {section['peak_rss_mb']} |")
+    plugins = results.get("plugins")
+    if plugins:
+        lines += [
+            "",
+            "## First-party plugins",
+            "",
+            f"The fixture meeting ({plugins['finals']} finals) replayed at {plugins['speed']:g}x real time through the "
+            "fake server with the subtitle writer, the meeting log and translation into Spanish with Apertium. "
+            "Delay from the engine emitting a final to that plugin's output for it being flushed to disk "
+            "(for the translation: the translated cue written), in milliseconds:",
+            "",
+            "| plugin | finals | median ms | p95 ms | max ms |",
+            "|---|---|---|---|---|",
+        ]
+        for label, row in plugins["plugins"].items():
+            lines.append(f"| {label} | {row['finals']} | {row['median_ms']} | {row['p95_ms']} | {row['max_ms']} |")
     capture = results.get("capture", {})
     lines += ["", "## Microphone capture", ""]
     if "skipped" in capture:
@@ -334,6 +418,7 @@ def main() -> None:
             name, clips, max_sessions=1 if args.quick else 8, concurrency_clip="hello" if args.quick else "weather"
         )
     results["capture"] = bench_capture(5 if args.quick else 30)
+    results["plugins"] = bench_plugins(speed=8 if args.quick else 2)
     (args.out / "bench").mkdir(parents=True, exist_ok=True)
     (args.out / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "BENCHMARKS.md").write_text(markdown(results))

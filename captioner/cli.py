@@ -23,10 +23,11 @@ from . import __version__
 from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE, WavReplaySource
 from .engine import Engine
 from .errors import CaptionerError, UsageError
-from .plugins import build_plugin_manager, describe_plugins
+from .plugins import build_plugin_manager, configure_plugins, describe_plugins
 from .errors import ProtocolError
 from .protocol import CODECS, codec, v3
 from .session import SessionTimeouts
+from .dispatch import EventBus
 from .embedded import EmbeddedServer
 from .keyboard import KeyboardControls
 from .microphone import MicrophoneSource, list_input_devices
@@ -80,6 +81,7 @@ def _plugin_selection_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     parser = Parser(
         prog="captioner",
+        parents=[_plugin_selection_parser(add_help=False)],  # also before the command: captioner -p x.py cmd
         description="Live meeting captions from a streaming speech-to-text service.",
         epilog="Environment: ASSEMBLYAI_API_KEY (or a .env file), CAPTIONER_URL, "
         "CAPTIONER_LOAD_PLUGINS, CAPTIONER_TRACE_PLUGINS. Exit codes: docs/cli.md.",
@@ -159,6 +161,15 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     fake.add_argument("--port", type=_port, default=0, help="port (default 0: a free one)")
     fake.add_argument("--reply-delay-ms", type=float, default=0, metavar="MS", help="delay every reply")
     fake.set_defaults(command_function=command_fake_server)
+
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(commands=commands)
+        except Exception as error:
+            raise UsageError(
+                f"plugin {impl.plugin_name} failed to add its commands: {type(error).__name__}: {error}; "
+                f"skip it with --disable-plugin {impl.plugin_name}"
+            ) from None
     return parser
 
 
@@ -249,19 +260,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-def configure_plugins(pm: pluggy.PluginManager, config: Config) -> None:
-    """Call each plugin's `configure`; a UsageError (or a crash) stops before any audio."""
-    for impl in pm.hook.configure.get_hookimpls():
-        try:
-            impl.function(config=config)
-        except UsageError:
-            raise
-        except Exception as error:
-            raise UsageError(
-                f"plugin {impl.plugin_name} failed to start: {type(error).__name__}: {error}"
-            ) from None
-
-
 def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     source = WavReplaySource(
         args.file, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms, speed=None if args.fast else args.speed
@@ -280,10 +278,11 @@ def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
 
 
 def start_captioning(command: str, args: argparse.Namespace, pm, settings: Settings, source) -> None:
-    config = Config(command, _options(args), pm, settings)
+    events = EventBus()
+    config = Config(command, _options(args), pm, settings, events)
     recognizer = None if settings.url else load_recognizer(pm, args.recognizer, config)
     configure_plugins(pm, config)
-    asyncio.run(caption(settings, pm, source, recognizer, args.decode_workers))
+    asyncio.run(caption(settings, pm, source, recognizer, args.decode_workers, events))
 
 
 def command_run(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
@@ -318,13 +317,15 @@ def _options(args: argparse.Namespace) -> dict:
     return {key: value for key, value in vars(args).items() if key != "command_function"}
 
 
-async def caption(settings: Settings, pm, source, recognizer: Recognizer | None, workers: int | None) -> None:
+async def caption(
+    settings: Settings, pm, source, recognizer: Recognizer | None, workers: int | None, events: EventBus
+) -> None:
     """Caption `source`, through an embedded recognizer server when one is given."""
     if recognizer is None:
-        await caption_until_stopped(Engine(settings, pm), source)
+        await caption_until_stopped(Engine(settings, pm, events), source)
         return
     async with EmbeddedServer(recognizer, workers=workers) as server:
-        await caption_until_stopped(Engine(replace(settings, url=server.url), pm), source)
+        await caption_until_stopped(Engine(replace(settings, url=server.url), pm, events), source)
 
 
 async def caption_until_stopped(engine: Engine, source) -> None:

@@ -27,7 +27,15 @@ import pluggy
 
 from .events import CaptionError
 
-EVENT_HOOKS = ("on_session_begin", "on_partial", "on_final", "on_audio_level", "on_error", "on_session_end")
+EVENT_HOOKS = (
+    "on_session_begin",
+    "on_partial",
+    "on_final",
+    "on_translation",
+    "on_audio_level",
+    "on_error",
+    "on_session_end",
+)
 _CLOSE = object()
 
 
@@ -231,3 +239,52 @@ def _set_result(future: asyncio.Future, value: Any) -> None:
 def _set_exception(future: asyncio.Future, error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
+
+
+class EventBus:
+    """How plugins send events into a running session: `config.events`.
+
+    A translator emits `on_translation` for the other plugins; any plugin can report a
+    survived problem with `error(...)`. Safe to call from a plugin's worker thread or the
+    event loop. Outside a session, events go nowhere.
+    """
+
+    EMITTABLE = frozenset({"on_translation"})
+
+    def __init__(self) -> None:
+        self._dispatcher: PluginDispatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, dispatcher: PluginDispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._loop = asyncio.get_running_loop()
+
+    def detach(self) -> None:
+        self._dispatcher = self._loop = None
+
+    def emit(self, hook: str, **kwargs: Any) -> None:
+        if hook not in self.EMITTABLE:
+            raise ValueError(f"plugins may emit {sorted(self.EMITTABLE)}, not {hook!r}")
+        # After on_session_end nothing more is delivered: a late translation is dropped.
+        self._call(lambda dispatcher: dispatcher.ended or dispatcher.emit(hook, **kwargs))
+
+    def error(self, message: str, plugin: str | None = None) -> None:
+        """Report a problem the plugin survived: it reaches every plugin's on_error."""
+        error = CaptionError(kind="plugin", message=message, fatal=False, plugin=plugin)
+        self._call(lambda dispatcher: dispatcher.report(error))
+
+    def _call(self, action: Callable[[PluginDispatcher], None]) -> None:
+        dispatcher, loop = self._dispatcher, self._loop
+        if dispatcher is None or loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            action(dispatcher)
+        else:
+            try:
+                loop.call_soon_threadsafe(action, dispatcher)
+            except RuntimeError:
+                pass  # the session's loop is gone

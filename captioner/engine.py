@@ -16,7 +16,7 @@ import numpy as np
 import pluggy
 
 from .audio import AudioSource
-from .dispatch import PluginDispatcher
+from .dispatch import EventBus, PluginDispatcher
 from .errors import CaptionerError
 from .events import AudioLevel, CaptionError, Session, SessionSummary
 from .plugins import trace_enabled
@@ -32,18 +32,21 @@ MAX_KEPT_ERRORS = 100
 
 
 class Engine:
-    def __init__(self, settings: Settings, pm: pluggy.PluginManager):
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager, events: EventBus | None = None):
         self.settings = settings
         self.pm = pm
+        self.events = events or EventBus()
         self._run: _Run | None = None
 
     async def caption(self, source: AudioSource) -> SessionSummary:
         """Caption `source` to its end. Raises the CaptionerError that ended it, if any,
         after every plugin has had `on_error` and `on_session_end`."""
         self._run = _Run(self.settings, self.pm)
+        self.events.attach(self._run.dispatcher)
         try:
             return await self._run.caption(source)
         finally:
+            self.events.detach()
             self._run = None
 
     def stop(self) -> None:

@@ -65,6 +65,16 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class Translation:
+    """A final turn in another language. `turn` is the original, with its times and words."""
+
+    turn: Turn
+    language: str  # the target language code, e.g. "es"
+    text: str
+    backend: str = ""  # which translator produced it
+
+
+@dataclass(frozen=True)
 class CaptionError:
     """Something went wrong. Fatal errors end the session; the rest are reported and survived.
 

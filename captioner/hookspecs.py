@@ -36,6 +36,16 @@ def register_recognizers(register):
     """Contribute offline recognizers: `register(name, factory, description)`."""
 
 
+@hookspec
+def register_translators(register):
+    """Contribute translation backends: `register(name, factory, description)`."""
+
+
+@hookspec
+def register_commands(commands):
+    """Add subcommands: `commands.add_parser(...)`, with `set_defaults(command_function=f)`."""
+
+
 # Per event, while captioning.
 
 
@@ -52,6 +62,11 @@ def on_partial(turn):
 @hookspec
 def on_final(turn):
     """A turn is final: delivered exactly once, in turn order."""
+
+
+@hookspec
+def on_translation(translation):
+    """A final turn translated into another language, in the order of the finals."""
 
 
 @hookspec

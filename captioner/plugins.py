@@ -16,7 +16,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
 
 import pluggy
 
@@ -144,6 +145,50 @@ def _version_of(plugin: object, owners: Mapping[str, list[str]]) -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
+
+
+def configure_plugins(pm: pluggy.PluginManager, config) -> None:
+    """Call each plugin's `configure`; a UsageError (or a crash) stops before any audio."""
+    for impl in pm.hook.configure.get_hookimpls():
+        try:
+            impl.function(config=config)
+        except UsageError:
+            raise
+        except Exception as error:
+            raise UsageError(
+                f"plugin {impl.plugin_name} failed to start: {type(error).__name__}: {error}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Something a plugin contributed through a register_* hook."""
+
+    name: str
+    factory: Callable
+    description: str
+    plugin: str
+
+
+def collect_registrations(pm: pluggy.PluginManager, hook: str, what: str) -> dict[str, Registration]:
+    """Call every implementation of a registration hook (`register_recognizers`, ...)."""
+    found: dict[str, Registration] = {}
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+
+        def register(name: str, factory: Callable, description: str = "", _plugin: str = impl.plugin_name) -> None:
+            if name in found:
+                raise UsageError(f"{what} {name!r} is registered twice ({found[name].plugin}, {_plugin})")
+            found[name] = Registration(name, factory, description, _plugin)
+
+        try:
+            impl.function(register=register)
+        except UsageError:
+            raise
+        except Exception as error:
+            raise UsageError(
+                f"plugin {impl.plugin_name} failed to register {what}s: {type(error).__name__}: {error}"
+            ) from None
+    return found
 
 
 def trace_enabled(environ: Mapping[str, str] = os.environ) -> bool:

@@ -93,6 +93,7 @@ class Config:
     options: Mapping[str, object]
     plugin_manager: object = None
     settings: Settings | None = None
+    events: object = None  # an EventBus: emit on_translation, report errors, during the session
 
     def option(self, name: str, default: object = None) -> object:
         return self.options.get(name.lstrip("-").replace("-", "_"), default)

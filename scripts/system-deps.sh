@@ -19,6 +19,8 @@ packages_for() {
             # A virtual microphone for the tests: a private PulseAudio with a null sink,
             # reached through ALSA's pulse plugin, so capture runs through real PortAudio.
             echo pulseaudio pulseaudio-utils libasound2-plugins
+            # The offline translator of the translate plugin, English to Spanish.
+            echo apertium apertium-eng-spa
             ;;
         # The voices and tools fixtures/generate.py uses.
         fixtures) echo festival festvox-us-slt-hts ;;

@@ -23,5 +23,8 @@ def test_quick_benchmark_writes_both_files(tmp_path):
         assert row["fixture"] == "hello" and 0 <= row["wer"] <= 1 and row["rtf_cpu"] > 0
         assert section["peak_rss_mb"] > 0 and section["concurrency"]["steps"]
     assert results["capture"]["chunks"] == 100 and results["capture"]["cpu_share"] > 0  # 5 s of 50 ms chunks
+    plugins = results["plugins"]["plugins"]
+    assert set(plugins) == {"subtitles (srt+vtt)", "meeting log (fsync)", "translation es (apertium, track on disk)"}
+    assert all(row["finals"] == results["plugins"]["finals"] == 13 for row in plugins.values())
     report = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| moonshine | hello |" in report and results["machine"]["commit"] in report

@@ -13,7 +13,8 @@ import pytest
 import soundfile
 
 from captioner import UsageError, hookimpl, hookspecs
-from captioner.cli import build_parser, configure_plugins
+from captioner.cli import build_parser
+from captioner.plugins import configure_plugins
 from captioner.plugins import build_plugin_manager
 from captioner.settings import Config, Settings
 from captioner.testing import TranscriptScript, close_at, malformed_at
@@ -30,8 +31,9 @@ def empty_pm():
 
 def test_the_hook_list_is_what_the_docs_promise():
     assert HOOKS == sorted(
-        ["add_options", "configure", "register_recognizers", "on_session_begin", "on_partial", "on_final",
-         "on_audio_level", "on_error", "on_session_end"]
+        ["add_options", "configure", "register_recognizers", "register_translators", "register_commands",
+         "on_session_begin", "on_partial", "on_final", "on_translation", "on_audio_level", "on_error",
+         "on_session_end"]
     )
 
 
@@ -153,6 +155,73 @@ def test_hook_register_recognizers():
     pm.register(Registers(), name="again")
     with pytest.raises(UsageError, match="registered twice"):
         registered_recognizers(pm)
+
+
+def test_hook_register_translators():
+    from captioner.plugins import collect_registrations
+
+    class Registers:
+        @hookimpl
+        def register_translators(self, register):
+            register("upper", lambda config: "made", "shouts")
+
+    pm = empty_pm()
+    pm.register(Registers(), name="upper-plugin")
+    entries = collect_registrations(pm, "register_translators", "translator")
+    assert entries["upper"].description == "shouts" and entries["upper"].plugin == "upper-plugin"
+    assert entries["upper"].factory(None) == "made"
+
+
+def test_hook_register_commands(cli, tmp_path):
+    plugin = tmp_path / "hello_command.py"
+    plugin.write_text(
+        "from captioner import UsageError, hookimpl\n\n"
+        "def hello(args, pm):\n"
+        "    if args.name == 'nobody':\n"
+        "        raise UsageError('hello: nobody is there')\n"
+        "    print(f'hello {args.name}')\n"
+        "    return 0\n\n"
+        "@hookimpl\n"
+        "def register_commands(commands):\n"
+        "    command = commands.add_parser('hello', help='greet someone')\n"
+        "    command.add_argument('name')\n"
+        "    command.set_defaults(command_function=hello)\n"
+    )
+    result = cli("-p", str(plugin), "hello", "world")
+    assert (result.returncode, result.stdout) == (0, "hello world\n")
+    refused = cli("-p", str(plugin), "hello", "nobody")
+    assert (refused.returncode, refused.stderr) == (2, "captioner: error: hello: nobody is there\n")
+    assert "greet someone" in cli("-p", str(plugin), "--help").stdout
+
+
+def test_hook_on_translation(replay):
+    from captioner.events import Translation
+
+    got = []
+
+    class Translates:
+        @hookimpl
+        def configure(self, config):
+            self.events = config.events
+
+        @hookimpl
+        def on_final(self, turn):  # from this plugin's worker thread
+            self.events.emit("on_translation", translation=Translation(turn, "xx", turn.text.upper(), "upper"))
+            self.events.error("just saying", plugin="Translates")
+
+    class Receives:
+        @hookimpl
+        def on_translation(self, translation):
+            got.append(translation)
+
+    result = replay(fixture("meeting.wav"), plugins=[Translates(), Receives()], options={})
+    assert [t.text for t in got] == [text.upper() for text in result.final_texts]
+    assert [t.turn.turn_order for t in got] == list(range(len(result.finals)))
+    assert [e.message for e in result.errors] == ["just saying"] * len(result.finals)
+    with pytest.raises(ValueError, match="may emit"):
+        from captioner.dispatch import EventBus
+
+        EventBus().emit("on_final", turn=None)
 
 
 def test_hook_on_session_begin(replay):

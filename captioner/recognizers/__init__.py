@@ -20,6 +20,7 @@ import numpy as np
 import pluggy
 
 from ..errors import UsageError
+from ..plugins import Registration, collect_registrations
 
 SAMPLE_RATE = 16000  # what every recognizer here is fed
 
@@ -59,32 +60,8 @@ class Recognizer(Protocol):
 RecognizerFactory = Callable[[object], Recognizer]
 
 
-@dataclass(frozen=True)
-class RecognizerEntry:
-    name: str
-    factory: RecognizerFactory
-    description: str
-    plugin: str
-
-
-def registered_recognizers(pm: pluggy.PluginManager) -> dict[str, RecognizerEntry]:
-    found: dict[str, RecognizerEntry] = {}
-    for impl in pm.hook.register_recognizers.get_hookimpls():
-
-        def register(name: str, factory: RecognizerFactory, description: str = "", _plugin=impl.plugin_name):
-            if name in found:
-                raise UsageError(f"recognizer {name!r} is registered twice ({found[name].plugin}, {_plugin})")
-            found[name] = RecognizerEntry(name, factory, description, _plugin)
-
-        try:
-            impl.function(register=register)
-        except UsageError:
-            raise
-        except Exception as error:
-            raise UsageError(
-                f"plugin {impl.plugin_name} failed to register recognizers: {type(error).__name__}: {error}"
-            ) from None
-    return found
+def registered_recognizers(pm: pluggy.PluginManager) -> dict[str, Registration]:
+    return collect_registrations(pm, "register_recognizers", "recognizer")
 
 
 def load_recognizer(pm: pluggy.PluginManager, name: str, config: object) -> Recognizer:

@@ -20,12 +20,13 @@ from types import ModuleType
 from typing import Iterable
 
 from ..audio import WavReplaySource
+from ..dispatch import EventBus
 from ..engine import Engine
 from ..errors import CaptionerError
 from ..events import CaptionError, Session, SessionSummary, Turn
 from ..hookspecs import hookimpl
-from ..plugins import build_plugin_manager
-from ..settings import Settings
+from ..plugins import build_plugin_manager, configure_plugins
+from ..settings import Config, Settings
 from .fake_server import (
     ConnectionRecord,
     FakeServerThread,
@@ -135,8 +136,13 @@ async def replay_async(
     plugins: Iterable[object] = (),
     speed: float | None = None,
     settings: Settings | None = None,
+    options: dict | None = None,
 ) -> ReplayResult:
-    """Replay `wav` through the engine to `url` with only `plugins` (and a recorder)."""
+    """Replay `wav` through the engine to `url` with only `plugins` (and a recorder).
+
+    With `options`, each plugin's `configure` hook runs first with a Config holding them
+    (as parsed command-line options would be: {"srt": "out.srt"}), and may refuse them.
+    """
     settings = dataclasses.replace(settings or Settings(), url=url)
     pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
     for plugin in plugins:
@@ -147,10 +153,13 @@ async def replay_async(
         pm.register(plugin, name=name)
     recorder = EventRecorder()
     pm.register(recorder, name="event-recorder")
+    events = EventBus()
+    if options is not None:
+        configure_plugins(pm, Config("replay", options, pm, settings, events))
     source = WavReplaySource(wav, sample_rate=settings.sample_rate, chunk_ms=settings.chunk_ms, speed=speed)
     result = ReplayResult(recorder=recorder, server=None)
     try:
-        await Engine(settings, pm).caption(source)
+        await Engine(settings, pm, events).caption(source)
     except CaptionerError as error:
         result.error = error
     result.events = recorder.events
@@ -167,6 +176,7 @@ def replay(
     plugins: Iterable[object] = (),
     speed: float | None = None,
     settings: Settings | None = None,
+    options: dict | None = None,
     **server_options,
 ) -> ReplayResult:
     """Replay `wav` through a fake server playing `script` (default: the WAV's .json).
@@ -175,12 +185,12 @@ def replay(
     started for this replay with `server_options` (faults, api_key, ...).
     """
     if server is not None:
-        result = asyncio.run(replay_async(wav, server.url, plugins=plugins, speed=speed, settings=settings))
+        result = asyncio.run(replay_async(wav, server.url, plugins=plugins, speed=speed, settings=settings, options=options))
         result.server = server
         return result
     if not isinstance(script, TranscriptScript):
         script = TranscriptScript.load(script or Path(wav).with_suffix(".json"))
     with FakeServerThread(FakeStreamingServer(script, **server_options)) as started:
-        result = asyncio.run(replay_async(wav, started.url, plugins=plugins, speed=speed, settings=settings))
+        result = asyncio.run(replay_async(wav, started.url, plugins=plugins, speed=speed, settings=settings, options=options))
         result.server = started
         return result
