@@ -21,6 +21,9 @@ packages_for() {
             echo pulseaudio pulseaudio-utils libasound2-plugins
             # The offline translator of the translate plugin, English to Spanish.
             echo apertium apertium-eng-spa
+            # A browser for the overlay plugin's page tests (Playwright drives it; its own
+            # browser download is not reachable from here).
+            echo chromium
             ;;
         # The voices and tools fixtures/generate.py uses.
         fixtures) echo festival festvox-us-slt-hts ;;
