@@ -144,6 +144,7 @@ class WavReplaySource:
         sleep=asyncio.sleep,
     ):
         self.path = Path(path)
+        self.live = speed is not None  # paced like a microphone; unpaced, it waits for the network
         self.sample_rate = sample_rate
         self.chunk_ms = chunk_ms
         self.speed = speed
@@ -194,6 +195,9 @@ def open_audio_file(path: Path) -> soundfile.SoundFile:
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
+    if not path.is_file():
+        # A FIFO or a device could block forever, or never end: replay reads files.
+        raise AudioError(f"{path}: not a regular file; replay reads audio files (for live audio: captioner run)")
     try:
         audio = soundfile.SoundFile(path)
     except soundfile.LibsndfileError as error:

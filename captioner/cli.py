@@ -26,6 +26,7 @@ from .errors import CaptionerError, UsageError
 from .plugins import build_plugin_manager, configure_plugins, describe_plugins
 from .errors import ProtocolError
 from .protocol import CODECS, codec, v3
+from .reconnect import ReconnectPolicy
 from .session import SessionTimeouts
 from .dispatch import EventBus
 from .embedded import EmbeddedServer
@@ -193,6 +194,10 @@ def _service_parser() -> argparse.ArgumentParser:
                          help="silence that may end a turn (service default 400)")
     service.add_argument("--max-turn-silence", type=_positive_int, metavar="MS",
                          help="silence that always ends a turn (service default 1280)")
+    service.add_argument("--max-reconnects", type=int, default=10, metavar="N",
+                         help="reconnect attempts in a row before giving up (default 10; 0: never reconnect)")
+    service.add_argument("--resend-seconds", type=_positive_float, default=60.0, metavar="S",
+                         help="audio kept to resend after a drop, and held through an outage (default 60)")
     service.add_argument("--terminate-timeout", type=_positive_float, default=10.0, metavar="S",
                          help="at the end, how long the server may stay silent before captioner "
                          "gives up waiting for the last finals (default 10)")
@@ -257,6 +262,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         min_turn_silence=args.min_turn_silence,
         max_turn_silence=args.max_turn_silence,
         timeouts=replace(SessionTimeouts(), terminate=args.terminate_timeout),
+        reconnect=ReconnectPolicy(max_attempts=max(0, args.max_reconnects)),
+        resend_seconds=args.resend_seconds,
     )
 
 
@@ -414,7 +421,8 @@ def command_fake_server(args: argparse.Namespace, pm: pluggy.PluginManager) -> i
         raise UsageError(str(error)) from None
 
     async def serve() -> None:
-        server = FakeStreamingServer(script, host=args.host, port=args.port, reply_delay_ms=args.reply_delay_ms)
+        server = FakeStreamingServer(script, host=args.host, port=args.port, reply_delay_ms=args.reply_delay_ms,
+                                     reference=script.reference_audio())
         try:
             await server.start()
         except OSError as error:

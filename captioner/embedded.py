@@ -362,7 +362,10 @@ class EmbeddedServer(StreamingServer):
         api_key: str | None = None,
         workers: int | None = None,
         settings: RecognitionSettings = RecognitionSettings(),
-        limits: ServerLimits = ServerLimits(idle_timeout=30),
+        # The service's own limits, so a runaway client cannot take the machine: sessions
+        # idle 30 s are closed, at most 16 at once, each at most 4 hours (captioner's
+        # client reconnects seamlessly when a session reaches it).
+        limits: ServerLimits = ServerLimits(idle_timeout=30, max_sessions=16, max_session_seconds=4 * 3600),
     ):
         self.pool = DecodePool(recognizer, workers)
         self.recognition = settings

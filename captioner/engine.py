@@ -20,6 +20,8 @@ from .dispatch import EventBus, PluginDispatcher
 from .errors import CaptionerError
 from .events import AudioLevel, CaptionError, Session, SessionSummary
 from .plugins import trace_enabled
+from .pump import AudioPump
+from .reconnect import Backoff, retryable
 from .protocol import codec
 from .protocol.messages import Begin, Ignored, ServerErrorMessage, ServerWarning, Termination, TurnUpdate
 from .session import MalformedFrame, Received, StreamingSession
@@ -69,38 +71,36 @@ class _Run:
         self.partials = self.finals = 0
         self.termination: Termination | None = None
         self.source_description = ""
-        self.source: AudioSource | None = None
+        self.pump: AudioPump | None = None
+        self.session_offset_ms = 0
+        self.session_delivered = False  # the current session began and delivered something
+        self.audio_seconds_sent = 0.0  # over all sessions, resent audio included
+        self.reconnects = 0
 
     def stop(self) -> None:
-        if self.session is not None:
-            self.session.stop()
-        stop_source = getattr(self.source, "stop", None)
-        if stop_source is not None:
-            stop_source()  # a microphone may be waiting on the device: let it go now
+        if self.pump is not None:
+            self.pump.stop()  # the sessions send what was read, then Terminate
 
     async def caption(self, source: AudioSource) -> SessionSummary:
         if source.sample_rate != self.settings.sample_rate:
             raise ValueError("the source must deliver audio at the session's sample rate")
-        self.source = source
         self.source_description = source.description
         attach = getattr(source, "attach", None)
         if attach is not None:
             attach(self.report)  # the source's survived problems (overflows) become on_error
         self.dispatcher.start()
+        self.pump = AudioPump(
+            LevelMeter(source, self.dispatcher), max_seconds=self.settings.resend_seconds, on_loss=self.audio_lost
+        )
+        self.pump.start()
         failure: CaptionerError | None = None
         try:
-            self.session = StreamingSession(
-                codec(self.settings.protocol),
-                self.settings.url,
-                self.settings.session_params(),
-                self.settings.credential.reveal() if self.settings.credential else None,
-                self.settings.timeouts,
-            )
-            await self.session.run(LevelMeter(source, self.dispatcher), self.on_message)
+            await self.sessions()
         except CaptionerError as error:
             failure = error
             self.report(CaptionError(kind=error.kind, message=str(error), fatal=True, code=error.code))
         finally:
+            await self.pump.close()
             for turn in self.assembler.flush():
                 self.deliver(turn)
             loop = asyncio.get_running_loop()
@@ -113,12 +113,71 @@ class _Run:
             raise failure
         return summary
 
+    async def sessions(self) -> None:
+        """One session after another until the audio is done: a dropped connection is
+        reconnected, with backoff, and the new session resends the turn in progress."""
+        backoff = Backoff(self.settings.reconnect)
+        pump = self.pump
+        assert pump is not None
+        while True:
+            self.session_offset_ms = pump.rewind()
+            self.session_delivered = False
+            self.session = StreamingSession(
+                codec(self.settings.protocol),
+                self.settings.url,
+                self.settings.session_params(),
+                self.settings.credential.reveal() if self.settings.credential else None,
+                self.settings.timeouts,
+            )
+            try:
+                await self.session.run(pump.session_chunks(), self.on_message)
+                if pump.error is not None:
+                    raise pump.error  # the audio failed: its finals are in, now say why
+                return
+            except CaptionerError as error:
+                if not retryable(error):
+                    raise
+                if self.session_delivered:
+                    backoff.healthy()
+                ever_connected = bool(self.session_ids)
+                delay = backoff.next_delay(ever_connected)
+                if delay is None:
+                    raise
+                if not ever_connected:
+                    # Not yet connected at all: try again quietly; if it never works,
+                    # the one line that says why is the error itself.
+                    await asyncio.sleep(delay)
+                    continue
+                self.reconnects += 1
+                self.report(
+                    CaptionError(
+                        kind="connection",
+                        message=f"{error}; reconnecting in {delay:.1f} s (attempt {backoff.failures}), "
+                        f"then resending {(pump.read_ms - pump.rewind()) / 1000:.1f} s of audio",
+                        fatal=False,
+                        code=error.code,
+                    )
+                )
+                await asyncio.sleep(delay)
+            finally:
+                self.audio_seconds_sent += self.session.audio_seconds_sent
+
+    def audio_lost(self, seconds: float, total: float) -> None:
+        self.report(
+            CaptionError(
+                kind="audio",
+                message=f"the connection has been down too long: {seconds:.1f} s of audio was dropped "
+                f"({total:.1f} s in all); captions for it are lost",
+                fatal=False,
+            )
+        )
+
     def on_message(self, message: Received) -> None:
         if isinstance(message, TurnUpdate):
             for turn in self.assembler.feed(message):
                 self.deliver(turn)
         elif isinstance(message, Begin):
-            for turn in self.assembler.begin(message.session_id, offset_ms=0):
+            for turn in self.assembler.begin(message.session_id, offset_ms=self.session_offset_ms):
                 self.deliver(turn)
             self.session_ids.append(message.session_id)
             assert self.session is not None
@@ -131,6 +190,7 @@ class _Run:
                     sample_rate=self.settings.sample_rate,
                     started_at=datetime.now(timezone.utc),
                     expires_at=message.expires_at,
+                    offset_ms=self.session_offset_ms,
                     source=self.source_description,
                     backend=self.settings.backend,
                 ),
@@ -147,8 +207,11 @@ class _Run:
             assert isinstance(message, Ignored)
 
     def deliver(self, turn) -> None:
+        self.session_delivered = True
         if turn.is_final:
             self.finals += 1
+            if turn.end_ms is not None and self.pump is not None:
+                self.pump.finalized(turn.end_ms)  # its audio need not be resent any more
             self.dispatcher.emit("on_final", turn=turn)
         else:
             self.partials += 1
@@ -163,7 +226,9 @@ class _Run:
     def summary(self) -> SessionSummary:
         return SessionSummary(
             session_ids=tuple(self.session_ids),
-            audio_seconds_sent=self.session.audio_seconds_sent if self.session else 0.0,
+            audio_seconds_sent=self.audio_seconds_sent,
+            reconnects=self.reconnects,
+            audio_seconds_lost=round(self.pump.lost_ms / 1000, 3) if self.pump else 0.0,
             partials=self.partials,
             finals=self.finals,
             errors=tuple(self.errors),

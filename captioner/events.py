@@ -104,12 +104,14 @@ class SessionSummary:
     """Sent once when captioning ends, whether it ended well or not."""
 
     session_ids: tuple[str, ...]
-    audio_seconds_sent: float
+    audio_seconds_sent: float  # resent audio counted again
     partials: int
     finals: int
     errors: tuple[CaptionError, ...] = field(default=())  # the first 100, and every fatal one
     error_count: int = 0
     terminated: bool = False  # the service confirmed the end (`Termination`)
+    reconnects: int = 0  # sessions that dropped and were resumed
+    audio_seconds_lost: float = 0.0  # dropped during an outage longer than the resend buffer
     server_audio_seconds: int | None = None  # the service's own count, from `Termination`
 
     @property

@@ -230,6 +230,7 @@ class MicrophoneSource:
         duration: float | None = None,
         buffer_seconds: float = 10.0,
     ):
+        self.live = True  # the microphone does not wait: while offline, its audio is kept (bounded)
         self.sample_rate = sample_rate
         self.chunk_ms = chunk_ms
         self.duration = duration

@@ -68,6 +68,7 @@ class ServerLimits:
     max_sessions: int | None = None  # concurrent sessions: 3009 beyond
     max_session_seconds: float | None = None  # 3008 beyond
     max_frame_bytes: int = 1 << 20  # a bigger frame closes with 1009 (message too big)
+    max_control_per_second: int | None = 50  # JSON messages (not audio): 1008 beyond
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,8 @@ class Conversation:
         self.opened = time.monotonic()
         self.audio_ms = 0.0
         self.params: SessionParams | None = None
+        self._window_start = time.monotonic()
+        self._window_count = 0
 
     async def run(self) -> None:
         websocket, server = self.websocket, self.server
@@ -231,6 +234,8 @@ class Conversation:
         try:
             self.record.session_id = str(uuid.uuid4())
             expires = datetime.now(timezone.utc) + timedelta(seconds=server.limits.max_session_seconds or 3 * 3600)
+            if await self.before_begin():
+                return
             self.send(Begin(self.record.session_id, expires))
             if await self.after_audio():
                 return
@@ -242,6 +247,10 @@ class Conversation:
                     return
                 if self.keep:
                     self.record.frames.append(Frame("in", frame, self.audio_ms))
+                if isinstance(frame, str) and self._too_many_controls():
+                    await self.close(1008, "Too many messages: at most "
+                                     f"{server.limits.max_control_per_second} JSON messages a second")
+                    return
                 try:
                     message = v3.decode_client(frame)
                 except v3.InvalidClientMessage as invalid:
@@ -264,6 +273,8 @@ class Conversation:
                 elif isinstance(message, UpdateConfiguration):
                     await transcriber.update(message.params)
                 elif isinstance(message, Terminate):
+                    if await self.on_terminate():
+                        return
                     await transcriber.finish()
                     self.send(
                         Termination(
@@ -280,6 +291,17 @@ class Conversation:
             await transcriber.close()
             writer.cancel()
 
+    def _too_many_controls(self) -> bool:
+        """A client flooding JSON messages (a bug or an attack) is cut off; audio is not counted."""
+        limit = self.server.limits.max_control_per_second
+        if limit is None:
+            return False
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        return self._window_count > limit
+
     def _check_audio(self, pcm: bytes) -> tuple[int, str] | None:
         if len(pcm) % 2:
             return 3006, "Input validation error: pcm_s16le audio must be whole 16-bit samples"
@@ -294,8 +316,16 @@ class Conversation:
             return 3008, "Maximum session duration exceeded"
         return None
 
+    async def before_begin(self) -> bool:
+        """Called before Begin is sent; True ends the conversation (fault injection)."""
+        return False
+
     async def after_audio(self) -> bool:
         """Called after Begin and after each audio frame; True ends the conversation."""
+        return False
+
+    async def on_terminate(self) -> bool:
+        """Called when Terminate arrives, before the flush; True ends the conversation."""
         return False
 
     def send(self, *messages: ServerMessage | str | bytes) -> None:

@@ -12,13 +12,12 @@ import asyncio
 import contextlib
 import socket
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import AsyncIterable, Callable, Union
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from .audio import AudioSource
-from .errors import AudioError, AuthError, ConnectionFailed, ProtocolError, ServerError, UsageError
+from .errors import AuthError, ConnectionFailed, ProtocolError, ServerError, UsageError
 from .protocol import Codec, closecodes
 from .protocol.messages import Audio, ServerMessage, SessionParams, Terminate, Termination
 from .urls import redact_url, without_query
@@ -59,25 +58,19 @@ class StreamingSession:
         self.safe_url = redact_url(self.url)
         self.where = without_query(self.safe_url)  # short enough for an error line
         self.bytes_sent = 0
-        self._stopping = False
         self.terminate_sent = False
         self._last_message_at = 0.0
         self.terminated = False
-        self._audio_error: AudioError | None = None
-
-    def stop(self) -> None:
-        """Stop sending audio: Terminate follows, and the last finals are still awaited."""
-        self._stopping = True
 
     @property
     def audio_seconds_sent(self) -> float:
         return self.bytes_sent / 2 / self.params.sample_rate
 
-    async def run(self, source: AudioSource, on_message: Callable[[Received], None]) -> None:
-        """Stream `source` to the end; raise a CaptionerError if the session fails."""
+    async def run(self, audio: AsyncIterable[bytes], on_message: Callable[[Received], None]) -> None:
+        """Send `audio` to its end, then Terminate; raise a CaptionerError if the session fails."""
         websocket = await self._connect()
         async with websocket:
-            sender = asyncio.create_task(self._send(websocket, source), name="captioner-send")
+            sender = asyncio.create_task(self._send(websocket, audio), name="captioner-send")
             receiver = asyncio.create_task(self._receive(websocket, on_message), name="captioner-receive")
             try:
                 await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
@@ -91,8 +84,6 @@ class StreamingSession:
                 if not task.cancelled() and task.exception():
                     raise task.exception()  # a bug of ours, not a close code
             self._raise_for_close(websocket)
-        if self._audio_error:
-            raise self._audio_error
 
     async def _await_termination(self, receiver: asyncio.Task) -> None:
         """All audio is out and Terminate sent: wait while the service works through it.
@@ -143,18 +134,12 @@ class StreamingSession:
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
             raise ConnectionFailed(f"cannot connect to {where}: {reason}") from None
 
-    async def _send(self, websocket: ClientConnection, source: AudioSource) -> None:
+    async def _send(self, websocket: ClientConnection, audio: AsyncIterable[bytes]) -> None:
         try:
-            try:
-                async with contextlib.aclosing(source.chunks()) as chunks:
-                    async for chunk in chunks:
-                        if self._stopping:
-                            break
-                        await websocket.send(self.codec.encode_client(Audio(chunk)))
-                        self.bytes_sent += len(chunk)
-            except AudioError as error:
-                # Keep what was sent: terminate cleanly for its finals, then report.
-                self._audio_error = error
+            async with contextlib.aclosing(aiter(audio)) as chunks:
+                async for chunk in chunks:
+                    await websocket.send(self.codec.encode_client(Audio(chunk)))
+                    self.bytes_sent += len(chunk)
             await websocket.send(self.codec.encode_client(Terminate()))
             self.terminate_sent = True
             self._last_message_at = asyncio.get_running_loop().time()

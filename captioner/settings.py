@@ -18,6 +18,7 @@ from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE
 from .errors import UsageError
 from .protocol import v3
 from .protocol.messages import SessionParams
+from .reconnect import ReconnectPolicy
 from .session import SessionTimeouts
 
 API_KEY_VARIABLE = "ASSEMBLYAI_API_KEY"
@@ -70,6 +71,8 @@ class Settings:
     max_turn_silence: int | None = None
     timeouts: SessionTimeouts = field(default_factory=SessionTimeouts)
     plugin_drain_timeout: float = 10.0  # how long plugins may take to finish after the end
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    resend_seconds: float = 60.0  # audio kept for resending after a drop (and held through an outage)
 
     def session_params(self) -> SessionParams:
         return SessionParams(

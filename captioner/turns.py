@@ -1,10 +1,18 @@
 """From the service's turn updates to the partials and finals plugins receive.
 
 Pure logic, no I/O. It puts times on the meeting clock and guarantees the promise of
-`on_final`: each turn is final exactly once, in order. The service may send a turn's
-final twice (unformatted, then formatted when `format_turns` is on); when formatting
-was asked for, the unformatted one is shown as a partial and the formatted one is the
-final, and a turn whose formatted version never comes is still delivered at the end.
+`on_final`: each turn is final exactly once, in order.
+
+- The service may send a turn's final twice (unformatted, then formatted when
+  `format_turns` is on). When formatting was asked for, the unformatted one is shown as
+  a partial and the formatted one is the final; a turn whose formatted version never
+  comes is delivered when the next final arrives, or at the end.
+- Turns are numbered for the whole meeting: a reconnect starts the service's numbering
+  again at 0, plugins' numbering goes on (increasing; after a reconnect a number may be
+  skipped, never reused).
+- After a reconnect the audio of the turn in progress is sent again, so the new session
+  may repeat words already final. Words that end before the last final's end are
+  dropped, and a final with nothing left is not delivered.
 """
 
 from __future__ import annotations
@@ -20,13 +28,18 @@ class TurnAssembler:
         self.wait_for_formatted = wait_for_formatted
         self.session_id = ""
         self.offset_ms = 0
-        self._last_final_order = -1
+        self.final_end_ms = -1  # meeting clock: everything up to here is final
+        self._next_number = 0  # the meeting-wide number the next new turn gets
+        self._numbers: dict[int, int] = {}  # this session's turn_order -> meeting number
+        self._last_final_order = -1  # this session's
         self._held: dict[int, Turn] = {}  # unformatted finals waiting for their formatted twin
 
     def begin(self, session_id: str, offset_ms: int = 0) -> list[Turn]:
-        """A new session starts; whatever the previous one left unfinished is delivered."""
+        """A new session starts at `offset_ms` on the meeting clock; whatever the previous
+        one left unfinished is delivered."""
         delivered = self.flush()
         self.session_id, self.offset_ms = session_id, offset_ms
+        self._numbers.clear()
         self._last_final_order = -1
         return delivered
 
@@ -34,6 +47,11 @@ class TurnAssembler:
         if update.turn_order <= self._last_final_order:
             return []  # a late partial or a repeated final of a turn already delivered
         turn = self._event(update)
+        if turn is None or (update.end_of_turn and not turn.text.strip() and not turn.words):
+            if update.end_of_turn:
+                self._last_final_order = update.turn_order  # nothing new in it: no final to deliver
+            return []
+        turn = replace(turn, turn_order=self._number(update.turn_order))  # numbered once it is shown
         if not update.end_of_turn:
             return [turn]
         if self.wait_for_formatted and not update.is_formatted:
@@ -54,16 +72,27 @@ class TurnAssembler:
         earlier = sorted(o for o in self._held if o < order)
         if earlier:
             self._last_final_order = earlier[-1]
-        return [self._held.pop(o) for o in earlier]
+        return [self._final(self._held.pop(o)) for o in earlier]
 
     def _finals_through(self, order: int, turn: Turn | None) -> list[Turn]:
         finals = self._finals_before(order)
         held = self._held.pop(order, None)
-        finals.append(turn or held)  # type: ignore[arg-type]
+        finals.append(self._final(turn or held))  # type: ignore[arg-type]
         self._last_final_order = order
         return finals
 
-    def _event(self, update: TurnUpdate) -> Turn:
+    def _final(self, turn: Turn) -> Turn:
+        if turn.end_ms is not None:
+            self.final_end_ms = max(self.final_end_ms, turn.end_ms)
+        return turn
+
+    def _number(self, order: int) -> int:
+        if order not in self._numbers:
+            self._numbers[order] = self._next_number
+            self._next_number += 1
+        return self._numbers[order]
+
+    def _event(self, update: TurnUpdate) -> Turn | None:
         offset = self.offset_ms
         words = tuple(
             Word(
@@ -76,10 +105,17 @@ class TurnAssembler:
             )
             for w in update.words
         )
+        text = update.transcript
+        fresh = tuple(w for w in words if w.end_ms > self.final_end_ms)
+        if len(fresh) < len(words):  # resent audio: some of these words are final already
+            if not fresh:
+                return None
+            words = fresh
+            text = " ".join(w.text for w in words if w.is_final or update.end_of_turn)
         return Turn(
             session_id=self.session_id,
-            turn_order=update.turn_order,
-            text=update.transcript,
+            turn_order=-1,  # numbered by feed(), for the whole meeting
+            text=text,
             words=words,
             is_final=update.end_of_turn,
             is_formatted=update.is_formatted,

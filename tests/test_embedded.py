@@ -62,10 +62,10 @@ def test_the_fixture_meeting_within_the_measured_word_error_rate(servers, replay
     assert error_rate <= WER_BOUND[recognizer]
     assert 8 <= len(result.finals) <= 20  # turns, not one blob and not word salad
 
-    # Partials come before their final; each final comes once, in order.
+    # Partials come before their final (if any: at 8x, a busy machine may have time for
+    # none, see the real-time test below); each final comes once, in order.
     finals = result.finals
     assert [t.turn_order for t in finals] == list(range(len(finals)))
-    assert {t.turn_order for t in result.partials} & {t.turn_order for t in finals}, "no partials at all"
     seen = set()
     for kind, event in result.events:
         if kind == "final":
@@ -80,6 +80,17 @@ def test_the_fixture_meeting_within_the_measured_word_error_rate(servers, replay
     assert all(a[1] <= b[0] for a, b in zip(times, times[1:])), "word times go backwards"
     duration_ms = soundfile.info(fixture("meeting.wav")).duration * 1000
     assert times[0][0] >= 0 and times[-1][1] <= duration_ms + 100
+
+
+@pytest.mark.parametrize("recognizer", ["moonshine", "pocketsphinx"])
+def test_in_real_time_partials_grow_before_the_final(servers, replay, recognizer):
+    result = replay(fixture("hello.wav"), server=servers[recognizer], speed=1)
+    (final,) = result.finals
+    partials = [t for t in result.partials if t.turn_order == final.turn_order]
+    assert len(partials) >= 2, "a 4 s sentence in real time gives a partial at least every other second"
+    kinds = [kind for kind, _ in result.events if kind in ("partial", "final")]
+    assert kinds[-1] == "final" and kinds.count("final") == 1
+    assert len(partials[-1].display_text.split()) >= len(partials[0].display_text.split())
 
 
 @pytest.mark.parametrize("clip", ["hello", "weather", "mute"])

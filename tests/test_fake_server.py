@@ -208,3 +208,21 @@ def test_audio_chunks_are_checked_as_the_service_does(frame, code):
     with FakeServerThread(FakeStreamingServer(SCRIPT)) as server:
         _, close_code, reason = converse(server.url, [frame, '{"type": "Terminate"}'])
     assert close_code == code, reason
+
+
+def test_a_flood_of_json_messages_is_cut_off_but_audio_is_not_counted():
+    with FakeServerThread(FakeStreamingServer(SCRIPT, limits=ServerLimits(max_control_per_second=10))) as server:
+        _, code, reason = converse(server.url, ['{"type": "KeepAlive"}'] * 20)
+        assert code == 1008 and "at most 10 JSON messages a second" in reason
+        audio_only, code, _ = converse(server.url, [silence(50)] * 40 + ['{"type": "Terminate"}'])
+        assert code == 1000
+
+
+def test_sessions_beyond_the_limit_get_3009():
+    with FakeServerThread(FakeStreamingServer(SCRIPT, limits=ServerLimits(max_sessions=1))) as server:
+        with connect(server.url + "?sample_rate=16000") as first:
+            assert json.loads(first.recv(timeout=5))["type"] == "Begin"
+            _, code, reason = converse(server.url, [])
+            assert code == 3009 and reason == "Too many concurrent sessions"
+        _, code, _ = converse(server.url, ['{"type": "Terminate"}'])
+        assert code == 1000  # the first one left: room again

@@ -304,10 +304,11 @@ def test_hook_on_error(replay):
         def on_session_begin(self, session):
             raise RuntimeError("cannot begin")
 
-    replay(HELLO, plugins=[Errors(), Fails()], faults=[malformed_at(1000, "[]"), close_at(2000, 1011)])
+    # 3006 (invalid input) is a close no reconnect could fix: it ends the session.
+    replay(HELLO, plugins=[Errors(), Fails()], faults=[malformed_at(1000, "[]"), close_at(2000, 3006)])
     # The plugin's failure and the server's bad frame race each other; the fatal close comes last.
     assert sorted((e.kind, e.fatal, e.plugin) for e in errors[:2]) == [("plugin", False, "Fails"), ("protocol", False, None)]
-    assert (errors[2].kind, errors[2].fatal, errors[2].code) == ("server", True, 1011)
+    assert (errors[2].kind, errors[2].fatal, errors[2].code) == ("server", True, 3006)
     plugin_error = next(e for e in errors if e.kind == "plugin")
     assert plugin_error.message == "plugin Fails failed in on_session_begin: RuntimeError: cannot begin"
 

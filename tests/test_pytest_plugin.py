@@ -35,10 +35,10 @@ def test_fixtures_reach_a_plugin_authors_test_suite(pytester):
 
 
         def test_with_a_fault(fake_server, replay):
-            server = fake_server("hello.json", faults=[close_at(1000, 3005)])
+            server = fake_server("hello.json", faults=[close_at(1000, 4002)])  # no retry can fix 4002
             result = replay("hello.wav", server=server)
-            assert result.error.code == 3005
-            assert server.connections[0].close_code == 3005
+            assert result.error.code == 4002
+            assert server.connections[0].close_code == 4002
         """
     )
     # A subprocess, so the plugin is found the way it is in an author's project: by entry point.

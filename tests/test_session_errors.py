@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 from captioner.errors import AuthError, ConnectionFailed, ServerError
+from captioner.reconnect import ReconnectPolicy
 from captioner.session import SessionTimeouts
 from captioner.urls import redact_url
 from captioner.settings import Secret, Settings
-from captioner.testing import TranscriptScript, close_at, drop_at, malformed_at
+from captioner.testing import ANY, Fault, TranscriptScript, close_at, drop_at, malformed_at
 from conftest import fixture
 
 MEETING = fixture("meeting.wav")
@@ -30,21 +32,37 @@ def test_a_malformed_message_is_reported_and_survived(replay):
     assert "malformed" in protocol_errors[0].message
 
 
-def test_a_server_close_mid_meeting_keeps_the_finals_so_far_and_reports_the_code(replay):
+def test_a_server_error_close_mid_meeting_is_resumed_and_nothing_is_lost(replay):
     result = replay(MEETING, faults=[close_at(20_000, 3005)])
-    assert isinstance(result.error, ServerError) and result.error.code == 3005
-    assert "3005 (server error)" in str(result.error)
+    assert result.error is None
+    assert result.final_texts == SCRIPT.finals  # each once: the resent turn is not repeated
+    (reconnecting,) = [e for e in result.errors if e.kind == "server" or e.kind == "connection"]
+    assert not reconnecting.fatal and reconnecting.code == 3005
+    assert "3005 (server error)" in reconnecting.message and "reconnecting in" in reconnecting.message
+    assert result.summary.reconnects == 1 and result.summary.ok
+    first, second = result.server.connections
+    assert first.close_code == 3005 and second.close_code == 1000
+    sessions = result.recorder.sessions
+    assert len(sessions) == 2 and sessions[1].offset_ms > 0  # the second session resumes mid-meeting
+    times = [w.start_ms for turn in result.finals for w in turn.words]
+    assert times == sorted(times)
+
+
+def test_a_close_that_a_retry_cannot_fix_stops_at_once_keeping_the_finals(replay):
+    result = replay(MEETING, faults=[close_at(20_000, 4002)])
+    assert isinstance(result.error, AuthError) and result.error.code == 4002
+    assert "4002 (insufficient funds)" in str(result.error)
     done_by_then = [t.plain_text for t in SCRIPT.turns if t.end + 400 <= 20_000]
     assert result.final_texts == done_by_then
-    fatal = [e for e in result.errors if e.fatal]
-    assert [(e.kind, e.code) for e in fatal] == [("server", 3005)]
+    assert [(e.kind, e.code, e.fatal) for e in result.errors] == [("auth", 4002, True)]
+    assert len(result.server.connections) == 1
     assert result.events[-1][0] == "session_end" and not result.summary.ok
 
 
-def test_a_dropped_connection_is_a_connection_failure(replay):
+def test_a_dropped_connection_is_resumed(replay):
     result = replay(MEETING, faults=[drop_at(3000)])
-    assert isinstance(result.error, ConnectionFailed)
-    assert "dropped without a close frame" in str(result.error)
+    assert result.error is None and result.final_texts == SCRIPT.finals
+    assert "dropped without a close frame" in result.errors[0].message and not result.errors[0].fatal
 
 
 def test_a_rejected_key_is_an_auth_error_without_the_key(replay):
@@ -60,15 +78,17 @@ def test_a_401_handshake_is_an_auth_error(replay):
     assert isinstance(result.error, AuthError) and "HTTP 401" in str(result.error)
 
 
-def test_nobody_listening_is_a_connection_failure(tmp_path):
+def test_nobody_listening_is_a_connection_failure_after_two_retries(tmp_path):
     from captioner.testing import replay_async
     import asyncio
 
     url = f"ws://127.0.0.1:{free_port()}/v3/ws"
-    result = asyncio.run(replay_async(fixture("hello.wav"), url))
+    settings = Settings(reconnect=ReconnectPolicy(first_delay=0.01))
+    result = asyncio.run(replay_async(fixture("hello.wav"), url, settings=settings))
     assert isinstance(result.error, ConnectionFailed)
     assert "connection refused" in str(result.error)
-    assert result.events[-1][0] == "session_end"
+    assert [e.fatal for e in result.errors] == [True]  # the retries are quiet: one error, the last
+    assert result.events[-1][0] == "session_end" and result.summary.session_ids == ()
 
 
 def test_slow_replies_still_deliver_every_final(replay):
@@ -77,7 +97,7 @@ def test_slow_replies_still_deliver_every_final(replay):
 
 
 def test_no_termination_within_the_timeout_is_reported(replay):
-    settings = Settings(timeouts=SessionTimeouts(terminate=0.2))
+    settings = Settings(timeouts=SessionTimeouts(terminate=0.2), reconnect=ReconnectPolicy(max_attempts=0))
     result = replay(fixture("hello.wav"), reply_delay_ms=2000, settings=settings)
     assert isinstance(result.error, ConnectionFailed)
     assert "no Termination" in str(result.error) and "said nothing for 0.2 s" in str(result.error)
@@ -86,3 +106,53 @@ def test_no_termination_within_the_timeout_is_reported(replay):
 def test_urls_lose_their_secrets_before_anyone_sees_them():
     assert redact_url("wss://u:pw@host/v3/ws?token=abc&sample_rate=16000") == "wss://***@host/v3/ws?token=***&sample_rate=16000"
     assert "abc" not in repr(Secret("abc")) + str(Secret("abc"))
+
+
+def test_two_dozen_random_drops_lose_nothing_and_repeat_nothing(replay):
+    """Seeded and reproducible: drops before Begin, mid-turn, between turns and during
+    Terminate; the transcript must equal the undisturbed run's, word for word."""
+    rng = random.Random(20261124)
+    faults = [Fault("drop", when="connect", connection=0)]  # before Begin
+    for connection in range(1, 23):
+        action = rng.choice(["drop", "drop", "close"])
+        faults.append(Fault(action, at_ms=rng.randint(300, 6000), code=rng.choice([1011, 1013, 3005, 3008]),
+                            connection=connection))
+    faults.append(Fault("drop", when="terminate", connection=ANY))  # while the last turn is flushed
+    settings = Settings(reconnect=ReconnectPolicy(first_delay=0.001, max_delay=0.01, max_attempts=5,
+                                                  first_session_attempts=5))
+    disturbed = replay(MEETING, faults=faults, settings=settings)
+    undisturbed = replay(MEETING)
+    assert disturbed.error is None, disturbed.error
+    words = lambda result: [(w.text, w.start_ms, w.end_ms) for t in result.finals for w in t.words]
+    assert disturbed.final_texts == undisturbed.final_texts == SCRIPT.finals
+    assert words(disturbed) == words(undisturbed)
+    orders = [t.turn_order for t in disturbed.finals]
+    assert orders == sorted(set(orders))  # increasing, never repeated
+    connections = disturbed.server.connections
+    assert len(connections) >= 24 and connections[-1].close_code == 1000
+    assert disturbed.summary.reconnects == len(connections) - 2  # the drop before the first Begin is quiet
+    assert disturbed.summary.audio_seconds_lost == 0 and disturbed.summary.ok
+    assert not [f for f in disturbed.server.faults]  # every fault fired
+
+
+def test_a_long_outage_drops_the_oldest_audio_and_says_how_much(replay):
+    """A live source (here a paced replay) keeps producing while the service is away; the
+    resend buffer holds 2 s, so the rest of the outage (15 refused attempts, at least
+    0.1 s apart: 12 s of audio or more at 8x) is lost, and said to be."""
+    faults = [drop_at(8000, connection=0)] + [
+        Fault("close", code=1013, when="connect", connection=c) for c in range(1, 16)
+    ]
+    settings = Settings(resend_seconds=2.0,
+                        reconnect=ReconnectPolicy(first_delay=0.2, max_delay=0.2, max_attempts=20))
+    result = replay(MEETING, faults=faults, settings=settings, speed=8)
+    assert result.error is None
+    lost = [e for e in result.errors if e.kind == "audio"]
+    assert lost and "audio was dropped" in lost[0].message and not lost[0].fatal
+    assert result.summary.audio_seconds_lost > 5
+    assert result.summary.reconnects == 16
+    # What was not lost is captioned once, in order: each final is (the end of) a scripted
+    # turn, words only go forward, and the turns of the gap are missing.
+    assert all(any(script.endswith(final) for script in SCRIPT.finals) for final in result.final_texts)
+    starts = [w.start_ms for t in result.finals for w in t.words]
+    assert starts == sorted(starts) and len(starts) == len(set(starts))
+    assert 0 < len(result.final_texts) < len(SCRIPT.finals)

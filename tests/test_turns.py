@@ -23,7 +23,7 @@ def test_partials_then_one_final_per_turn():
     out += assembler.feed(update(0, "hello world", True))
     out += assembler.feed(update(0, "Hello world.", True, formatted=True))  # unasked-for repeat
     out += assembler.feed(update(0, "hello world", False))  # late partial
-    out += assembler.feed(update(1, "next", True))
+    out += assembler.feed(update(1, "next", True, start=1000))
     assert kinds(out) == [("partial", 0, "hello"), ("final", 0, "hello world"), ("final", 1, "next")]
 
 
@@ -42,9 +42,9 @@ def test_held_unformatted_finals_are_delivered_in_order_when_formatting_never_co
     assembler = TurnAssembler(wait_for_formatted=True)
     assembler.begin("s1")
     assembler.feed(update(0, "first", True))
-    out = assembler.feed(update(1, "Second.", True, formatted=True))
+    out = assembler.feed(update(1, "Second.", True, formatted=True, start=1000))
     assert kinds(out) == [("final", 0, "first"), ("final", 1, "Second.")]
-    assembler.feed(update(2, "third", True))
+    assembler.feed(update(2, "third", True, start=2000))
     assert kinds(assembler.flush()) == [("final", 2, "third")]
     assert assembler.flush() == []
 
@@ -75,7 +75,30 @@ def test_a_server_that_never_formats_still_gets_finals_turn_by_turn():
     assembler = TurnAssembler(wait_for_formatted=True)
     assembler.begin("s1")
     assert kinds(assembler.feed(update(0, "first", True))) == [("partial", 0, "first")]
-    out = assembler.feed(update(1, "second", True))
+    out = assembler.feed(update(1, "second", True, start=1000))
     assert kinds(out) == [("final", 0, "first"), ("partial", 1, "second")]
     assert assembler.feed(update(0, "First.", True, formatted=True)) == []  # too late: already final
     assert kinds(assembler.flush()) == [("final", 1, "second")]
+
+
+def test_after_a_reconnect_numbers_go_on_and_repeated_words_are_dropped():
+    assembler = TurnAssembler()
+    assembler.begin("s1", offset_ms=0)
+    first = assembler.feed(update(0, "good morning everyone", True, start=100))[0]
+    assert (first.turn_order, first.end_ms) == (0, 380)
+    # The new session starts at 300 ms on the meeting clock and resends "everyone".
+    assembler.begin("s2", offset_ms=300)
+    partial = assembler.feed(update(0, "everyone", False, start=0))
+    assert partial == []  # nothing new: "everyone" (300-380) is final already
+    resumed = assembler.feed(update(0, "everyone thanks for", True, start=0))[0]
+    assert (resumed.turn_order, resumed.text) == (1, "thanks for")
+    assert [w.start_ms for w in resumed.words] == [400, 500]
+    again = assembler.feed(update(1, "joining", True, start=400))[0]
+    assert again.turn_order == 2 and again.session_id == "s2"
+
+
+def test_an_empty_final_is_not_delivered():
+    assembler = TurnAssembler()
+    assembler.begin("s1")
+    assert assembler.feed(TurnUpdate(0, "", (), end_of_turn=True)) == []
+    assert kinds(assembler.feed(update(1, "next", True, start=1000))) == [("final", 0, "next")]

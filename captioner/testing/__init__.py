@@ -28,6 +28,7 @@ from ..hookspecs import hookimpl
 from ..plugins import build_plugin_manager, configure_plugins
 from ..settings import Config, Settings
 from .fake_server import (
+    ANY,
     ConnectionRecord,
     FakeServerThread,
     FakeStreamingServer,
@@ -36,9 +37,10 @@ from .fake_server import (
     drop_at,
     malformed_at,
 )
-from .script import ScriptError, TranscriptScript
+from .script import ScriptError, TranscriptScript, reference_audio
 
 __all__ = [
+    "ANY",
     "ConnectionRecord",
     "EventRecorder",
     "FakeServerThread",
@@ -190,6 +192,7 @@ def replay(
         return result
     if not isinstance(script, TranscriptScript):
         script = TranscriptScript.load(script or Path(wav).with_suffix(".json"))
+    server_options.setdefault("reference", reference_audio(wav))  # so resent audio is placed
     with FakeServerThread(FakeStreamingServer(script, **server_options)) as started:
         result = asyncio.run(replay_async(wav, started.url, plugins=plugins, speed=speed, settings=settings, options=options))
         result.server = started

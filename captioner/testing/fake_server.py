@@ -20,21 +20,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+import numpy as np
+
 from ..protocol import closecodes
 from ..protocol.messages import SessionParams
 from ..server import Conversation, ConnectionRecord, Emit, Frame, ServerLimits, ServerThread, StreamingServer
 from .player import ScriptPlayer
 from .script import TranscriptScript
 
-__all__ = ["ConnectionRecord", "FakeServerThread", "FakeStreamingServer", "Fault", "Frame", "close_at", "drop_at", "malformed_at"]
+__all__ = ["ANY", "ConnectionRecord", "FakeServerThread", "FakeStreamingServer", "Fault", "Frame", "close_at",
+           "drop_at", "malformed_at"]
 
 
 @dataclass(frozen=True)
 class Fault:
-    """Something to go wrong when the received audio reaches `at_ms` on one connection.
+    """Something to go wrong on one connection.
 
     action: "close" (a close frame with `code`), "drop" (abort TCP, no close frame),
     "malformed" (send `frame` as if it were a message).
+    when: "audio" (once the received audio reaches `at_ms`), "connect" (before Begin),
+    "terminate" (when Terminate arrives, before the last turn is flushed).
+    connection: which connection, counting from 0; ANY: the first one it can fire on.
     """
 
     action: str
@@ -42,7 +48,11 @@ class Fault:
     code: int = 1011
     reason: str = ""
     frame: str | bytes = '{"type": "Turn", "turn_order": '
-    connection: int = 0  # which connection it applies to, counting from 0
+    connection: int = 0
+    when: str = "audio"
+
+
+ANY = -1
 
 
 def close_at(at_ms: int, code: int, reason: str = "", connection: int = 0) -> Fault:
@@ -58,30 +68,66 @@ def malformed_at(at_ms: int, frame: str | bytes = Fault.frame, connection: int =
 
 
 class ScriptTranscriber:
-    """Plays a transcript script, clocked by the audio received."""
+    """Plays a transcript script, clocked by the audio received.
 
-    def __init__(self, script: TranscriptScript, params: SessionParams, emit: Emit):
-        self.player = ScriptPlayer(script, params)
+    With the script's `reference` audio (the WAV's 16 kHz PCM), it also listens: it finds
+    where the received audio sits in the reference, so a client that reconnects and
+    resends the turn in progress hears the rest of the script from there, as a real
+    service would transcribe what it is sent. Until the first sound is placed, it says
+    nothing (silence has no words). Without a reference, or when the audio is not the
+    reference's (resampled, another file), the session is taken to start at 0.
+    """
+
+    PROBE_BYTES = 3200  # 100 ms of sound: unique within a fixture
+
+    def __init__(self, script: TranscriptScript, params: SessionParams, emit: Emit, reference: bytes | None = None):
+        self.script, self.params = script, params
         self.emit = emit
         self.bytes_per_ms = params.sample_rate * 2 / 1000
         self.received = 0
+        self.reference = reference if reference is not None and params.sample_rate == 16000 else None
+        self.heard = bytearray()  # received audio, kept until it is placed
+        self.settings: dict = {}  # UpdateConfiguration received before that
+        self.player: ScriptPlayer | None = None if self.reference is not None else ScriptPlayer(script, params)
 
     def _emit(self, updates) -> None:
         for update in updates:
             self.emit(update)
 
+    def _place(self, pcm: bytes) -> None:
+        self.heard += pcm
+        sound = np.flatnonzero(np.frombuffer(bytes(self.heard), dtype="<i2"))
+        first = int(sound[0]) if len(sound) else None
+        if first is None or len(self.heard) - 2 * first < self.PROBE_BYTES:
+            return  # silence so far, or too little sound to place
+        probe = bytes(self.heard[2 * first : 2 * first + self.PROBE_BYTES])
+        position = self.reference.find(probe)
+        while position % 2:  # a match must fall on a sample
+            position = self.reference.find(probe, position + 1)
+        origin = (position - 2 * first) / 32 if position >= 0 else 0
+        self.player = ScriptPlayer(self.script, self.params, origin_ms=max(0.0, origin))
+        self.player.update(self.settings)
+        self.heard = bytearray()
+
     async def accept(self, pcm: bytes) -> None:
         self.received += len(pcm)
-        self._emit(self.player.advance(self.received / self.bytes_per_ms))
+        if self.player is None:
+            self._place(pcm)
+        if self.player is not None:
+            self._emit(self.player.advance(self.received / self.bytes_per_ms))
 
     async def force_endpoint(self) -> None:
-        self._emit(self.player.force_endpoint())
+        if self.player is not None:
+            self._emit(self.player.force_endpoint())
 
     async def update(self, settings: dict) -> None:
-        self.player.update(settings)
+        if self.player is not None:
+            self.player.update(settings)
+        else:
+            self.settings.update(settings)
 
     async def finish(self) -> None:
-        self._emit(self.player.force_endpoint())
+        await self.force_endpoint()
 
     async def close(self) -> None:
         pass
@@ -101,9 +147,11 @@ class FakeStreamingServer(StreamingServer):
         api_key: str | None = None,
         reject_with: str = "close",
         limits: ServerLimits = ServerLimits(),
+        reference: bytes | None = None,
     ):
+        """`reference`: the scripted WAV's 16 kHz PCM, to place resent audio (see ScriptTranscriber)."""
         super().__init__(
-            lambda params, emit: ScriptTranscriber(script, params, emit),
+            lambda params, emit: ScriptTranscriber(script, params, emit, reference),
             host=host,
             port=port,
             api_key=api_key,
@@ -116,19 +164,28 @@ class FakeStreamingServer(StreamingServer):
         self.faults = list(faults)
 
     def conversation(self, websocket, record: ConnectionRecord, index: int) -> Conversation:
-        faults = sorted((f for f in self.faults if f.connection == index), key=lambda f: f.at_ms)
-        return _FaultyConversation(self, websocket, record, faults)
+        return _FaultyConversation(self, websocket, record, index)
+
+    def take_faults(self, index: int, when: str, audio_ms: float = 0) -> list[Fault]:
+        """The faults due now on connection `index`; each fires once."""
+        due = [
+            f for f in self.faults
+            if f.when == when and f.connection in (index, ANY) and (when != "audio" or f.at_ms <= audio_ms)
+        ]
+        due.sort(key=lambda f: f.at_ms)
+        for fault in due:
+            self.faults.remove(fault)
+        return due
 
 
 class _FaultyConversation(Conversation):
-    def __init__(self, server, websocket, record, faults: list[Fault]):
+    def __init__(self, server, websocket, record, index: int):
         super().__init__(server, websocket, record)
-        self.faults = faults
+        self.index = index
 
-    async def after_audio(self) -> bool:
-        """Fire the faults now due; True when the connection is gone."""
-        while self.faults and self.faults[0].at_ms <= self.audio_ms:
-            fault = self.faults.pop(0)
+    async def _fire(self, faults: list[Fault]) -> bool:
+        """Fire `faults`; True when the connection is gone."""
+        for fault in faults:
             if fault.action == "malformed":
                 self.send(fault.frame)
             elif fault.action == "close":
@@ -140,6 +197,15 @@ class _FaultyConversation(Conversation):
             else:
                 raise ValueError(f"unknown fault action {fault.action!r}")
         return False
+
+    async def before_begin(self) -> bool:
+        return await self._fire(self.server.take_faults(self.index, "connect"))
+
+    async def after_audio(self) -> bool:
+        return await self._fire(self.server.take_faults(self.index, "audio", self.audio_ms))
+
+    async def on_terminate(self) -> bool:
+        return await self._fire(self.server.take_faults(self.index, "terminate"))
 
 
 # Runs any StreamingServer (the fake one included) in a background thread.

@@ -18,12 +18,30 @@ DEFAULT_MIN_TURN_SILENCE_MS = 400  # the service's documented default
 
 @dataclass
 class ScriptPlayer:
+    """`origin_ms`: where on the script's clock this session's audio starts (a client
+    that reconnects resends from the middle); words before it were never heard here, and
+    times are reported on the session's own clock, as the service does."""
+
     script: TranscriptScript
     params: SessionParams
+    origin_ms: float = 0
     turn_order: int = 0  # of the service turn in progress
     _turn_index: int = 0  # the script turn being heard
     _first_word: int = 0  # where the service turn in progress starts within it
     _next_word: int = 0  # the next word not yet announced
+
+    def __post_init__(self) -> None:
+        turns = self.script.turns
+        while self._turn_index < len(turns) and turns[self._turn_index].end <= self.origin_ms:
+            self._turn_index += 1
+        if self._turn_index < len(turns):
+            words = turns[self._turn_index].words
+            while self._next_word < len(words) and words[self._next_word].start < self.origin_ms:
+                self._next_word += 1
+            self._first_word = self._next_word
+            if self._next_word == len(words):  # nothing of that turn is left to hear
+                self._turn_index += 1
+                self._first_word = self._next_word = 0
 
     @property
     def min_turn_silence(self) -> int:
@@ -42,7 +60,9 @@ class ScriptPlayer:
             changes["format_turns"] = bool(settings["format_turns"])
         self.params = replace(self.params, **changes)
 
-    def advance(self, audio_ms: float) -> list[TurnUpdate]:
+    def advance(self, session_ms: float) -> list[TurnUpdate]:
+        """Everything said up to `session_ms` of received audio."""
+        audio_ms = session_ms + self.origin_ms
         updates: list[TurnUpdate] = []
         while self._turn_index < len(self.script.turns):
             turn = self.script.turns[self._turn_index]
@@ -80,6 +100,8 @@ class ScriptPlayer:
 
     def _end_turn(self, turn: ScriptTurn) -> list[TurnUpdate]:
         words = self._heard(turn)
+        if not words:
+            return []
         final = TurnUpdate(
             turn_order=self.turn_order,
             transcript=" ".join(word.text for word in words),
@@ -111,8 +133,8 @@ class ScriptPlayer:
     def _wire(self, word: ScriptWord, turn: ScriptTurn, is_final: bool = True, formatted: bool = False) -> WireWord:
         return WireWord(
             text=word.formatted if formatted else word.text,
-            start=word.start,
-            end=word.end,
+            start=round(word.start - self.origin_ms),
+            end=round(word.end - self.origin_ms),
             confidence=word.confidence,
             is_final=is_final,
             speaker=self._speaker(turn),

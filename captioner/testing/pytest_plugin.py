@@ -35,6 +35,7 @@ def fake_server() -> Iterator:
     def start(script: str | os.PathLike | TranscriptScript, **options) -> FakeStreamingServer:
         if not isinstance(script, TranscriptScript):
             script = TranscriptScript.load(script)
+        options.setdefault("reference", script.reference_audio())  # the WAV beside it, if any
         thread = FakeServerThread(FakeStreamingServer(script, **options))
         server = thread.__enter__()
         threads.append(thread)

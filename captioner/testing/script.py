@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class ScriptTurn:
 @dataclass(frozen=True)
 class TranscriptScript:
     turns: tuple[ScriptTurn, ...]
+    path: Path | None = None  # the JSON it was loaded from
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TranscriptScript:
@@ -60,7 +61,7 @@ class TranscriptScript:
         except ValueError as error:
             raise ScriptError(f"{path}: not JSON ({error})") from None
         try:
-            return cls.from_dict(data)
+            return replace(cls.from_dict(data), path=Path(path))
         except ScriptError as error:
             raise ScriptError(f"{path}: {error}") from None
 
@@ -75,6 +76,10 @@ class TranscriptScript:
                 raise ScriptError(f"turn {index} starts before the previous turn ends")
             previous_end = turn.end
         return cls(turns)
+
+    def reference_audio(self) -> bytes | None:
+        """The 16 kHz mono PCM of the WAV beside the script (NAME.wav for NAME.json), if any."""
+        return reference_audio(self.path.with_suffix(".wav")) if self.path else None
 
     @property
     def finals(self) -> list[str]:
@@ -111,3 +116,16 @@ def _turn(data: Any, index: int) -> ScriptTurn:
         )
     speaker = data.get("speaker")
     return ScriptTurn(tuple(words), speaker=str(speaker) if speaker is not None else None, text=data.get("text"))
+
+
+def reference_audio(wav: str | os.PathLike) -> bytes | None:
+    """A file's PCM when it is 16 kHz mono 16-bit (what the fake server can listen for)."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(wav))
+    except (RuntimeError, OSError):
+        return None
+    if info.samplerate != 16000 or info.channels != 1 or info.subtype != "PCM_16":
+        return None
+    return soundfile.read(str(wav), dtype="int16")[0].astype("<i2").tobytes()

@@ -1,0 +1,129 @@
+"""Hostile input: decoders raise only ProtocolError whatever they get, and every kind of
+bad audio file gets one clear error (or is converted and captioned)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from captioner.audio import WavReplaySource
+from captioner.errors import AudioError, ProtocolError
+from captioner.protocol import v3
+from captioner.testing import TranscriptScript
+from conftest import fixture
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=50),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=6),
+    max_leaves=30,
+)
+message_types = st.sampled_from(["Turn", "Begin", "Termination", "Error", "Warning", "SpeechStarted", "Nope", 5, None])
+turn_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "turn_order": json_values, "turn_is_formatted": json_values, "end_of_turn": json_values,
+        "transcript": json_values, "end_of_turn_confidence": json_values, "words": json_values,
+        "speaker_label": json_values, "id": json_values, "expires_at": json_values, "error": json_values,
+        "audio_duration_seconds": json_values,
+    },
+)
+shaped_messages = st.builds(lambda kind, fields: json.dumps({"type": kind, **fields}), message_types, turn_fields)
+frames = st.binary(max_size=200) | st.text(max_size=200) | json_values.map(json.dumps) | shaped_messages
+
+
+@settings(max_examples=400, deadline=None)
+@given(frames)
+def test_decode_server_raises_only_protocol_error(frame):
+    try:
+        v3.decode_server(frame)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=400, deadline=None)
+@given(frames | st.builds(lambda fields: json.dumps({"type": "UpdateConfiguration", **fields}),
+                          st.dictionaries(st.sampled_from(list(v3.UPDATABLE) + ["x"]), json_values)))
+def test_decode_client_raises_only_protocol_error(frame):
+    try:
+        v3.decode_client(frame)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["sample_rate", "encoding", "format_turns", "min_turn_silence",
+                                        "max_turn_silence", "keyterms_prompt", "speaker_labels", "x"]),
+                       st.text(max_size=30)))
+def test_parse_query_raises_only_protocol_error(query):
+    from urllib.parse import urlencode
+
+    try:
+        v3.parse_query(urlencode(query))
+    except ProtocolError:
+        pass
+
+
+def test_huge_strings_decode_or_fail_cleanly():
+    big = "x" * 5_000_000
+    turn = v3.decode_server(json.dumps({"type": "Turn", "turn_order": 1, "end_of_turn": False, "transcript": big,
+                                        "words": []}))
+    assert len(turn.transcript) == 5_000_000
+    with pytest.raises(ProtocolError):
+        v3.decode_server("[" * 200_000 + "]" * 200_000)
+
+
+# ------------------------------------------------------------------ bad audio files
+
+
+def write_catalogue(directory):
+    speech, rate = soundfile.read(fixture("hello.wav"), dtype="float32")
+    header_only = fixture("hello.wav").read_bytes()[:44]
+    (directory / "truncated-header.wav").write_bytes(header_only[:30])
+    soundfile.write(directory / "zero-frames.wav", np.zeros((0,), np.int16), 16000)
+    (directory / "codec.wav").write_bytes(  # a RIFF header naming a codec libsndfile does not decode
+        b"RIFF" + (40).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+        + (0x0055).to_bytes(2, "little") + (1).to_bytes(2, "little") + (16000).to_bytes(4, "little")
+        + (2000).to_bytes(4, "little") + (1).to_bytes(2, "little") + (0).to_bytes(2, "little")
+        + b"data" + (4).to_bytes(4, "little") + b"\x00\x01\x02\x03"
+    )
+    (directory / "folder.wav").mkdir()
+    os.mkfifo(directory / "fifo.wav")
+    soundfile.write(directory / "eight-bit.wav", speech, rate, subtype="PCM_U8")
+    import soxr
+
+    six = np.stack([speech * (0.5 + i / 12) for i in range(6)], axis=1)
+    soundfile.write(directory / "six-channels-96k.wav", soxr.resample(six, rate, 96000), 96000, subtype="PCM_24")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("truncated-header.wav", "not an audio file libsndfile can read"),
+    ("zero-frames.wav", "contains no audio"),
+    ("codec.wav", "not an audio file libsndfile can read"),
+    ("folder.wav", "is a directory"),
+    ("fifo.wav", "not a regular file"),
+])
+def test_bad_audio_files_are_refused_in_one_line(tmp_path, name, message):
+    write_catalogue(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "captioner", "replay", str(tmp_path / name), "--url",
+                             "ws://127.0.0.1:9/v3/ws"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 5
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["eight-bit.wav", "six-channels-96k.wav"])
+def test_unusual_but_valid_files_are_converted_and_captioned(tmp_path, replay, name):
+    write_catalogue(tmp_path)
+    source = WavReplaySource(tmp_path / name, speed=None)
+    assert source.sample_rate == 16000
+    result = replay(tmp_path / name, script=fixture("hello.json"))
+    assert result.error is None
+    assert result.final_texts == TranscriptScript.load(fixture("hello.json")).finals
