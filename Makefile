@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 STAMP := $(VENV)/.installed
+# The official SDK's last release with the legacy v2 client, in its own environment
+# (it pins versions the current SDK cannot share): the v2 compatibility test uses it.
+LEGACY_SDK := .venv-legacy-sdk
 MEETING ?= fixtures/meeting
 
 .PHONY: setup run test bench fixtures clean
@@ -16,6 +19,8 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS)) scripts/sys
 	@test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-e '.[test,mic]' $(foreach dir,$(PLUGIN_DIRS),-e '$(dir)[test]')
+	@test -x $(LEGACY_SDK)/bin/python || $(PYTHON) -m venv $(LEGACY_SDK)
+	$(LEGACY_SDK)/bin/python -m pip install --quiet --disable-pip-version-check assemblyai==0.64.2
 	@touch $@
 
 # Caption the fixture meeting, replayed in real time, with the embedded offline
@@ -38,4 +43,4 @@ fixtures:
 	.venv-fixtures/bin/python fixtures/generate.py
 
 clean:
-	rm -rf $(VENV) .venv-fixtures .pytest_cache
+	rm -rf $(VENV) $(LEGACY_SDK) .venv-fixtures .pytest_cache

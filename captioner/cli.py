@@ -246,7 +246,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if args.url:
         url, backend = args.url, ""
     elif credential is not None and not args.offline:
-        url, backend = v3.DEFAULT_URL, "AssemblyAI"
+        url, backend = codec(args.protocol).DEFAULT_URL, "AssemblyAI"
     else:
         why = "--offline" if args.offline else "no ASSEMBLYAI_API_KEY"
         url, backend = "", f"the embedded {args.recognizer} recognizer (offline: {why})"
@@ -332,7 +332,7 @@ async def caption(
         await caption_until_stopped(Engine(settings, pm, events), source)
         return
     async with EmbeddedServer(recognizer, workers=workers) as server:
-        await caption_until_stopped(Engine(replace(settings, url=server.url), pm, events), source)
+        await caption_until_stopped(Engine(replace(settings, url=server.base_url), pm, events), source)
 
 
 async def caption_until_stopped(engine: Engine, source) -> None:

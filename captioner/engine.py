@@ -73,7 +73,7 @@ class _Run:
         self.source_description = ""
         self.pump: AudioPump | None = None
         self.session_offset_ms = 0
-        self.session_delivered = False  # the current session began and delivered something
+        self.session_delivered = False  # the current session delivered a final
         self.audio_seconds_sent = 0.0  # over all sessions, resent audio included
         self.reconnects = 0
 
@@ -207,8 +207,8 @@ class _Run:
             assert isinstance(message, Ignored)
 
     def deliver(self, turn) -> None:
-        self.session_delivered = True
         if turn.is_final:
+            self.session_delivered = True  # progress: a reconnect after this starts the backoff over
             self.finals += 1
             if turn.end_ms is not None and self.pump is not None:
                 self.pump.finalized(turn.end_ms)  # its audio need not be resent any more

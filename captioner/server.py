@@ -10,6 +10,8 @@ through a callback; the server only moves frames, through the pure v3 codec.
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 import threading
 import time
 import uuid
@@ -17,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
 from typing import Callable, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .protocol import v3
+from .protocol import v2, v3
 from .protocol.messages import (
     Audio,
     Begin,
@@ -34,6 +36,17 @@ from .protocol.messages import (
     TurnUpdate,
     UpdateConfiguration,
 )
+
+
+# Both protocols on one server, told apart by path, as the service does.
+CODECS_BY_PATH = {v3.PATH: v3, v2.PATH: v2}
+TOKEN_PATH = "/v3/token"
+
+
+def _json_response(connection: ServerConnection, status: HTTPStatus, body: dict):
+    response = connection.respond(status, json.dumps(body))
+    response.headers["Content-Type"] = "application/json"
+    return response
 
 
 class Transcriber(Protocol):
@@ -133,13 +146,19 @@ class StreamingServer:
         self.record = record
         self.reply_delay = reply_delay_ms / 1000
         self.connections: list[ConnectionRecord] = []  # only when recording
+        self.tokens: dict[str, float] = {}  # temporary token -> expiry (unix seconds)
         self.active_sessions = 0
         self._server: Server | None = None
 
     @property
-    def url(self) -> str:
+    def base_url(self) -> str:
+        """ws://HOST:PORT: each protocol's client adds its own path (/v3/ws, /v2/realtime/ws)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}{v3.PATH}"
+        return f"ws://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.base_url + v3.PATH
 
     async def start(self) -> StreamingServer:
         self._server = await serve(
@@ -168,15 +187,41 @@ class StreamingServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    def authorised(self, headers) -> bool:
-        return self.api_key is None or headers.get("Authorization") == self.api_key
+    def authorised(self, headers, query: str = "") -> bool:
+        """The API key in the Authorization header, or a temporary token there or in ?token=."""
+        if self.api_key is None:
+            return True
+        given = headers.get("Authorization") or dict(parse_qsl(query)).get("token")
+        if given == self.api_key:
+            return True
+        expires = self.tokens.get(given or "")
+        return expires is not None and expires > time.time()
 
     def _check_request(self, connection: ServerConnection, request):
-        if urlsplit(request.path).path != v3.PATH:
-            return connection.respond(HTTPStatus.NOT_FOUND, f"no endpoint here; use {v3.PATH}\n")
-        if self.reject_with == "http" and not self.authorised(request.headers):
+        parts = urlsplit(request.path)
+        if parts.path == TOKEN_PATH:
+            return self._token(connection, request, parts.query)
+        if parts.path not in CODECS_BY_PATH:
+            paths = " or ".join(CODECS_BY_PATH)
+            return connection.respond(HTTPStatus.NOT_FOUND, f"no endpoint here; use {paths}\n")
+        if self.reject_with == "http" and not self.authorised(request.headers, parts.query):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
         return None
+
+    def _token(self, connection: ServerConnection, request, query: str):
+        """GET /v3/token?expires_in_seconds=N with the API key: {"token": ...}, as the service."""
+        if self.api_key is None or request.headers.get("Authorization") != self.api_key:
+            return _json_response(connection, HTTPStatus.UNAUTHORIZED, {"error": "Invalid API key"})
+        try:
+            seconds = int(dict(parse_qsl(query))["expires_in_seconds"])
+            if not 1 <= seconds <= 600:
+                raise ValueError
+        except (KeyError, ValueError):
+            return _json_response(connection, HTTPStatus.BAD_REQUEST,
+                                  {"error": "expires_in_seconds must be 1 to 600"})
+        token = secrets.token_urlsafe(24)
+        self.tokens[token] = time.time() + seconds
+        return _json_response(connection, HTTPStatus.OK, {"token": token})
 
     def conversation(self, websocket: ServerConnection, record: ConnectionRecord, index: int) -> Conversation:
         return Conversation(self, websocket, record)
@@ -199,6 +244,7 @@ class Conversation:
     """One connection: read client frames, answer through an outbox that can lag."""
 
     def __init__(self, server: StreamingServer, websocket: ServerConnection, record: ConnectionRecord):
+        self.codec = CODECS_BY_PATH[record.path]
         self.server = server
         self.websocket = websocket
         self.record = record
@@ -212,11 +258,11 @@ class Conversation:
 
     async def run(self) -> None:
         websocket, server = self.websocket, self.server
-        if not server.authorised(websocket.request.headers):
+        if not server.authorised(websocket.request.headers, self.record.query):
             await self.close(4001, "Not Authorized")
             return
         try:
-            params = v3.parse_query(self.record.query)
+            params = self.codec.parse_query(self.record.query)
             idle_timeout = _inactivity_timeout(params, server.limits.idle_timeout)
         except v3.SessionRejected as rejected:
             await self.close(rejected.code, rejected.reason)
@@ -247,14 +293,14 @@ class Conversation:
                     return
                 if self.keep:
                     self.record.frames.append(Frame("in", frame, self.audio_ms))
-                if isinstance(frame, str) and self._too_many_controls():
-                    await self.close(1008, "Too many messages: at most "
-                                     f"{server.limits.max_control_per_second} JSON messages a second")
-                    return
                 try:
-                    message = v3.decode_client(frame)
+                    message = self.codec.decode_client(frame)
                 except v3.InvalidClientMessage as invalid:
                     await self.close(invalid.code, invalid.reason)
+                    return
+                if not isinstance(message, Audio) and self._too_many_controls():
+                    await self.close(1008, "Too many messages: at most "
+                                     f"{server.limits.max_control_per_second} JSON messages a second")
                     return
                 if isinstance(message, Audio):
                     problem = self._check_audio(message.pcm)
@@ -292,7 +338,8 @@ class Conversation:
             writer.cancel()
 
     def _too_many_controls(self) -> bool:
-        """A client flooding JSON messages (a bug or an attack) is cut off; audio is not counted."""
+        """A client flooding control messages (a bug or an attack) is cut off; audio (v2
+        sends it as JSON too) is not counted."""
         limit = self.server.limits.max_control_per_second
         if limit is None:
             return False
@@ -331,8 +378,9 @@ class Conversation:
     def send(self, *messages: ServerMessage | str | bytes) -> None:
         due = time.monotonic() + self.server.reply_delay
         for message in messages:
-            frame = message if isinstance(message, (str, bytes)) else v3.encode_server(message)
-            self.outbox.put_nowait((due, frame))
+            frames = message if isinstance(message, (str, bytes)) else self.codec.encode_server(message)
+            for frame in [frames] if isinstance(frames, (str, bytes)) else frames:
+                self.outbox.put_nowait((due, frame))
 
     async def _write(self) -> None:
         closed = False

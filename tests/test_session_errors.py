@@ -118,7 +118,7 @@ def test_two_dozen_random_drops_lose_nothing_and_repeat_nothing(replay):
         faults.append(Fault(action, at_ms=rng.randint(300, 6000), code=rng.choice([1011, 1013, 3005, 3008]),
                             connection=connection))
     faults.append(Fault("drop", when="terminate", connection=ANY))  # while the last turn is flushed
-    settings = Settings(reconnect=ReconnectPolicy(first_delay=0.001, max_delay=0.01, max_attempts=5,
+    settings = Settings(reconnect=ReconnectPolicy(first_delay=0.001, max_delay=0.01, max_attempts=30,
                                                   first_session_attempts=5))
     disturbed = replay(MEETING, faults=faults, settings=settings)
     undisturbed = replay(MEETING)

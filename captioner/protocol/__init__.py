@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Protocol
 
 from ..errors import UsageError
-from . import v3
+from . import v2, v3
 from .messages import ClientMessage, ServerMessage, SessionParams
 
 
@@ -25,7 +25,7 @@ class Codec(Protocol):
     def decode_server(self, frame: str | bytes) -> ServerMessage: ...
 
 
-CODECS: dict[str, ModuleType] = {v3.NAME: v3}
+CODECS: dict[str, ModuleType] = {v3.NAME: v3, v2.NAME: v2}
 
 
 def codec(name: str) -> Codec:

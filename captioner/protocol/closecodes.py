@@ -45,7 +45,8 @@ ADVICE: dict[int, str] = {
 }
 
 AUTH_FAILURES = frozenset({4001, 4002, 4003})
-NOT_RETRYABLE = AUTH_FAILURES | {4000, 3006, 4100, 4101}
+# 1008 and 1009: a policy or size limit our own messages broke; a retry would break it again.
+NOT_RETRYABLE = AUTH_FAILURES | {1008, 1009, 4000, 3006, 4100, 4101, 4104}
 
 
 def describe(code: int | None, reason: str = "") -> str:

@@ -187,13 +187,13 @@ def replay(
     started for this replay with `server_options` (faults, api_key, ...).
     """
     if server is not None:
-        result = asyncio.run(replay_async(wav, server.url, plugins=plugins, speed=speed, settings=settings, options=options))
+        result = asyncio.run(replay_async(wav, server.base_url, plugins=plugins, speed=speed, settings=settings, options=options))
         result.server = server
         return result
     if not isinstance(script, TranscriptScript):
         script = TranscriptScript.load(script or Path(wav).with_suffix(".json"))
     server_options.setdefault("reference", reference_audio(wav))  # so resent audio is placed
     with FakeServerThread(FakeStreamingServer(script, **server_options)) as started:
-        result = asyncio.run(replay_async(wav, started.url, plugins=plugins, speed=speed, settings=settings, options=options))
+        result = asyncio.run(replay_async(wav, started.base_url, plugins=plugins, speed=speed, settings=settings, options=options))
         result.server = started
         return result
