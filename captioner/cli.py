@@ -14,30 +14,36 @@ import json
 import os
 import signal
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from typing import Sequence
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pluggy
 
 from . import __version__
 from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE, WavReplaySource
 from .engine import Engine
-from .errors import CaptionerError, UsageError
+from .errors import AuthError, CaptionerError, ConnectionFailed, UsageError
 from .plugins import build_plugin_manager, configure_plugins, describe_plugins
 from .errors import ProtocolError
 from .protocol import CODECS, codec, v3
+from .protocol.messages import ForceEndpoint, UpdateConfiguration
 from .reconnect import ReconnectPolicy
 from .session import SessionTimeouts
+from . import config_file as config_files
 from .dispatch import EventBus
 from .embedded import EmbeddedServer
 from .keyboard import KeyboardControls
 from .microphone import MicrophoneSource, list_input_devices
 from .recognizers import Recognizer, load_recognizer, registered_recognizers
-from .settings import Config, Settings, find_api_key
-from .urls import is_local
+from .settings import Config, Secret, Settings, find_api_key
+from .urls import is_local, redact_url
 
 
 DEFAULT_RECOGNIZER = "moonshine"
+DEFAULT_MAX_TURN_SILENCE = 1280  # the service's documented default, when none was set
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,7 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(argv: list[str]) -> int:
     early = _plugin_selection_parser(add_help=False).parse_known_args(argv)[0]
     pm = build_plugin_manager(modules=early.plugins or (), disabled=early.disabled or ())
-    args = build_parser(pm).parse_args(argv)
+    parser = build_parser(pm)
+    commands = parser._subparsers._group_actions[0].choices
+    config_file = config_files.find_config(early.config)
+    if config_file is not None:
+        config_files.apply(commands, config_file)
+    args = parser.parse_args(argv)
+    args.config_file, args.commands = config_file, commands
     return args.command_function(args, pm)
 
 
@@ -75,6 +87,10 @@ def _plugin_selection_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--disable-plugin", dest="disabled", action="append", metavar="NAME",
         help="do not load the plugin NAME (see 'captioner plugins --all'); repeatable",
+    )
+    parser.add_argument(
+        "--config", metavar="PATH",
+        help="a TOML file of option defaults (default: $CAPTIONER_CONFIG, else ~/.config/captioner/config.toml)",
     )
     return parser
 
@@ -112,8 +128,9 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
         parents=[_with_plugin_options(pm, "run", [selection, service, _recognizer_parser(pm, "run")])],
         help="caption a live meeting from the microphone",
         description="Capture the microphone and caption it live until Ctrl-C. The first Ctrl-C stops "
-        "capture and waits for the last captions; a second quits at once. On a terminal, p pauses "
-        "and resumes (sending silence, so the session stays open) and q stops.",
+        "capture and waits for the last captions; a second quits at once. Keys on a terminal: p pauses "
+        "and resumes (sending silence, so the session stays open), e ends the current turn now, "
+        "[ and ] shorten and lengthen the silence that ends a turn, q stops.",
     )
     run.add_argument("--device", metavar="INDEX|NAME",
                      help="input device: an index or part of a name from 'captioner devices' (default: the system's)")
@@ -121,6 +138,17 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     run.add_argument("--buffer-seconds", type=_positive_float, default=10.0, metavar="S",
                      help="audio held while captioner catches up, before dropping any (default 10)")
     run.set_defaults(command_function=command_run)
+
+    token = commands.add_parser(
+        "token", help="create a temporary token for a browser or a shared machine",
+        description="Ask the service for a temporary token (GET /v3/token) with ASSEMBLYAI_API_KEY and "
+        "print it; use it with --token or ASSEMBLYAI_TOKEN instead of the key.",
+    )
+    token.add_argument("--expires", type=_positive_int, default=60, metavar="S",
+                       help="seconds the token stays valid for starting a session (1 to 600, default 60)")
+    token.add_argument("--url", default=os.environ.get("CAPTIONER_URL"),
+                       help=f"the streaming server (default {v3.DEFAULT_URL})")
+    token.set_defaults(command_function=command_token)
 
     devices = commands.add_parser(
         "devices", help="list the input devices captioner can record from",
@@ -143,6 +171,16 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
                        help="address to listen on (default 127.0.0.1; another address needs CAPTIONER_SERVER_KEY)")
     serve.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: a free one)")
     serve.set_defaults(command_function=command_serve)
+
+    config = commands.add_parser(
+        "config", parents=[selection], help="show the effective configuration",
+        description="Show the configuration in effect: the option defaults after the config file and the "
+        "environment, for each command, with secrets masked.",
+    )
+    config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION", parser_class=Parser)
+    show = config_actions.add_parser("show", help="print the effective configuration as JSON")
+    show.add_argument("--command", metavar="NAME", help="only this command (e.g. run)")
+    show.set_defaults(command_function=command_config_show)
 
     plugins = commands.add_parser(
         "plugins", parents=[selection], help="list installed plugins as JSON",
@@ -188,7 +226,13 @@ def _service_parser() -> argparse.ArgumentParser:
                          help=f"session sample rate; audio is resampled to it (default {DEFAULT_SAMPLE_RATE})")
     service.add_argument("--chunk-ms", type=_chunk_ms, default=DEFAULT_CHUNK_MS, metavar="MS",
                          help=f"audio per message, 50 to 1000 (default {DEFAULT_CHUNK_MS})")
+    service.add_argument("--token", default=os.environ.get("ASSEMBLYAI_TOKEN"),
+                         help="a temporary token ('captioner token') instead of the API key (env ASSEMBLYAI_TOKEN)")
     service.add_argument("--format-turns", action="store_true", help="ask for punctuated, cased finals")
+    service.add_argument("--keyterms", metavar="WORD[,WORD...]",
+                         help="names and terms the service should expect (v3 keyterms_prompt, v2 word_boost)")
+    service.add_argument("--language", metavar="CODE", help="the spoken language, e.g. es (v3 language_codes)")
+    service.add_argument("--speech-model", metavar="NAME", help="e.g. universal-streaming-multilingual")
     service.add_argument("--speaker-labels", action="store_true", help="ask the service to label speakers")
     service.add_argument("--min-turn-silence", type=_positive_int, metavar="MS",
                          help="silence that may end a turn (service default 400)")
@@ -240,7 +284,8 @@ def _with_plugin_options(pm: pluggy.PluginManager, command: str, core: list) -> 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The session settings; `url` is empty when the embedded recognizer is to be used."""
-    credential = find_api_key()
+    token = Secret(args.token.strip()) if args.token and args.token.strip() else None
+    credential = token or find_api_key()
     if args.url and args.offline:
         raise UsageError("--offline and --url contradict each other: choose one")
     if args.url:
@@ -250,9 +295,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     else:
         why = "--offline" if args.offline else "no ASSEMBLYAI_API_KEY"
         url, backend = "", f"the embedded {args.recognizer} recognizer (offline: {why})"
+    keyterms = tuple(term.strip() for term in (args.keyterms or "").split(",") if term.strip())
     return Settings(
         url=url,
         backend=backend,
+        credential_is_token=token is not None,
+        keyterms=keyterms,
+        language=args.language,
+        speech_model=args.speech_model,
         protocol=args.protocol,
         credential=credential,
         sample_rate=args.sample_rate,
@@ -305,6 +355,63 @@ def command_run(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
             raise UsageError(str(error)) from None
     start_captioning("run", args, pm, settings, source)
     return 0
+
+
+def command_config_show(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    names = [args.command] if args.command else sorted(n for n in args.commands if n != "config")
+    shown: dict = {"config_file": str(args.config_file) if args.config_file else None}
+    for name in names:
+        parser = args.commands.get(name)
+        if parser is None:
+            raise UsageError(f"--command {name}: no such command")
+        options = {}
+        for action in parser._actions:
+            if not action.option_strings or action.dest in ("help", "plugins", "disabled", "config"):
+                continue
+            value = parser.get_default(action.dest)
+            if action.dest in config_files.SECRET_KEYS and value:
+                value = "***"
+            options[action.dest] = value
+        shown[name] = options
+    secrets = {"ASSEMBLYAI_API_KEY": "***" if find_api_key() else None}
+    shown["environment"] = secrets
+    print(json.dumps(shown, indent=2, default=str))
+    return 0
+
+
+def command_token(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    key = find_api_key()
+    if key is None:
+        raise UsageError("a token is made with the API key: set ASSEMBLYAI_API_KEY (environment or .env)")
+    if not 1 <= args.expires <= 600:
+        raise UsageError("--expires takes 1 to 600 seconds")
+    print(create_token(args.url or v3.DEFAULT_URL, key, args.expires))
+    return 0
+
+
+def create_token(streaming_url: str, key: Secret, expires: int) -> str:
+    """GET <host>/v3/token?expires_in_seconds=N with the key, as the official SDK does."""
+    parts = urlsplit(streaming_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    url = urlunsplit((scheme, parts.netloc, "/v3/token", urlencode({"expires_in_seconds": expires}), ""))
+    where = redact_url(urlunsplit((scheme, parts.netloc, "/v3/token", "", "")))
+    request = urllib.request.Request(url, headers={"Authorization": key.reveal()})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise AuthError(f"{where} refused the API key (HTTP {error.code}); check ASSEMBLYAI_API_KEY") from None
+        raise ConnectionFailed(f"{where} answered HTTP {error.code}") from None
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        reason = getattr(error, "reason", error)
+        raise ConnectionFailed(f"cannot reach {where}: {reason}") from None
+    except ValueError:
+        raise ConnectionFailed(f"{where} answered something that is not JSON") from None
+    token = body.get("token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ConnectionFailed(f"{where} answered without a token")
+    return token
 
 
 def command_devices(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
@@ -362,7 +469,19 @@ async def caption_until_stopped(engine: Engine, source) -> None:
         else:
             source.pause()
 
-    keys = {"q": on_signal}
+    def change_silence(step: int) -> None:
+        settings = engine.settings if engine._run is None else engine._run.settings
+        current = settings.max_turn_silence or DEFAULT_MAX_TURN_SILENCE
+        wanted = max(160, min(5000, current + step))
+        engine.control(UpdateConfiguration({"max_turn_silence": wanted}))
+        print(f"captioner: turns now end after {wanted} ms of silence at most", file=sys.stderr, flush=True)
+
+    keys = {
+        "q": on_signal,
+        "e": lambda: engine.control(ForceEndpoint()),  # end the current turn now
+        "[": lambda: change_silence(-200),  # shorter pauses end turns
+        "]": lambda: change_silence(+200),
+    }
     if hasattr(source, "pause"):
         keys.update({"p": toggle_pause, " ": toggle_pause})
     for signum in signals:

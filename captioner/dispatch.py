@@ -254,13 +254,41 @@ class EventBus:
     def __init__(self) -> None:
         self._dispatcher: PluginDispatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._engine = None
 
-    def attach(self, dispatcher: PluginDispatcher) -> None:
+    def attach(self, dispatcher: PluginDispatcher, engine=None) -> None:
         self._dispatcher = dispatcher
+        self._engine = engine
         self._loop = asyncio.get_running_loop()
 
     def detach(self) -> None:
-        self._dispatcher = self._loop = None
+        self._dispatcher = self._loop = self._engine = None
+
+    def force_endpoint(self) -> None:
+        """Ask the service to end the current turn now (ForceEndpoint)."""
+        from .protocol.messages import ForceEndpoint
+
+        self._control(ForceEndpoint())
+
+    def update_configuration(self, **settings: Any) -> None:
+        """Change session settings live (UpdateConfiguration), e.g. max_turn_silence=800.
+        They also hold for the sessions a reconnect starts."""
+        from .protocol import v3
+        from .protocol.messages import UpdateConfiguration
+
+        for key, value in settings.items():
+            expected = v3.UPDATABLE.get(key)
+            if expected is None:
+                raise ValueError(f"{key} cannot be changed during a session; these can: {sorted(v3.UPDATABLE)}")
+            numeric = expected in (int, float) and isinstance(value, (int, float))
+            if isinstance(value, bool) != (expected is bool) or not (isinstance(value, expected) or numeric):
+                raise ValueError(f"{key} must be {expected.__name__}, not {value!r}")
+        self._control(UpdateConfiguration(settings))
+
+    def _control(self, message) -> None:
+        engine = self._engine
+        if engine is not None:
+            self._call(lambda dispatcher: engine.control(message))
 
     def emit(self, hook: str, **kwargs: Any) -> None:
         if hook not in self.EMITTABLE:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -23,7 +24,15 @@ from .plugins import trace_enabled
 from .pump import AudioPump
 from .reconnect import Backoff, retryable
 from .protocol import codec
-from .protocol.messages import Begin, Ignored, ServerErrorMessage, ServerWarning, Termination, TurnUpdate
+from .protocol.messages import (
+    Begin,
+    Ignored,
+    ServerErrorMessage,
+    ServerWarning,
+    Termination,
+    TurnUpdate,
+    UpdateConfiguration,
+)
 from .session import MalformedFrame, Received, StreamingSession
 from .settings import Settings
 from .turns import TurnAssembler
@@ -44,7 +53,7 @@ class Engine:
         """Caption `source` to its end. Raises the CaptionerError that ended it, if any,
         after every plugin has had `on_error` and `on_session_end`."""
         self._run = _Run(self.settings, self.pm)
-        self.events.attach(self._run.dispatcher)
+        self.events.attach(self._run.dispatcher, self)
         try:
             return await self._run.caption(source)
         finally:
@@ -55,6 +64,14 @@ class Engine:
         """End early and cleanly: stop sending audio, then wait for the last finals."""
         if self._run is not None:
             self._run.stop()
+
+    def control(self, message) -> bool:
+        """Send ForceEndpoint or UpdateConfiguration to the current session, now."""
+        if self._run is None or self._run.session is None:
+            return False
+        if isinstance(message, UpdateConfiguration):
+            self._run.apply_update(message.params)
+        return self._run.session.control(message)
 
 
 class _Run:
@@ -80,6 +97,12 @@ class _Run:
     def stop(self) -> None:
         if self.pump is not None:
             self.pump.stop()  # the sessions send what was read, then Terminate
+
+    def apply_update(self, params: dict) -> None:
+        """Live settings also hold for the sessions a reconnect starts."""
+        changes = {key: params[key] for key in ("min_turn_silence", "max_turn_silence", "format_turns") if key in params}
+        if changes:
+            self.settings = replace(self.settings, **changes)
 
     async def caption(self, source: AudioSource) -> SessionSummary:
         if source.sample_rate != self.settings.sample_rate:
@@ -122,13 +145,7 @@ class _Run:
         while True:
             self.session_offset_ms = pump.rewind()
             self.session_delivered = False
-            self.session = StreamingSession(
-                codec(self.settings.protocol),
-                self.settings.url,
-                self.settings.session_params(),
-                self.settings.credential.reveal() if self.settings.credential else None,
-                self.settings.timeouts,
-            )
+            self.session = self.settings.new_session()
             try:
                 await self.session.run(pump.session_chunks(), self.on_message)
                 if pump.error is not None:

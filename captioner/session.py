@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from .errors import AuthError, ConnectionFailed, ProtocolError, ServerError, UsageError
 from .protocol import Codec, closecodes
-from .protocol.messages import Audio, ServerMessage, SessionParams, Terminate, Termination
+from .protocol.messages import Audio, ClientMessage, ServerMessage, SessionParams, Terminate, Termination
 from .urls import redact_url, without_query
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class StreamingSession:
         self.terminate_sent = False
         self._last_message_at = 0.0
         self.terminated = False
+        self._websocket: ClientConnection | None = None
+        self._controls: set[asyncio.Task] = set()
 
     @property
     def audio_seconds_sent(self) -> float:
@@ -69,6 +71,7 @@ class StreamingSession:
     async def run(self, audio: AsyncIterable[bytes], on_message: Callable[[Received], None]) -> None:
         """Send `audio` to its end, then Terminate; raise a CaptionerError if the session fails."""
         websocket = await self._connect()
+        self._websocket = websocket
         async with websocket:
             sender = asyncio.create_task(self._send(websocket, audio), name="captioner-send")
             receiver = asyncio.create_task(self._receive(websocket, on_message), name="captioner-receive")
@@ -84,6 +87,24 @@ class StreamingSession:
                 if not task.cancelled() and task.exception():
                     raise task.exception()  # a bug of ours, not a close code
             self._raise_for_close(websocket)
+
+    def control(self, message: ClientMessage) -> bool:
+        """Send ForceEndpoint or UpdateConfiguration now, beside the audio. False when the
+        session is not connected (the message is dropped: there is nobody to tell)."""
+        websocket = self._websocket
+        if websocket is None or self.terminate_sent:
+            return False
+        frame = self.codec.encode_client(message)
+        task = asyncio.create_task(self._send_control(websocket, frame))
+        self._controls.add(task)
+        task.add_done_callback(self._controls.discard)
+        return True
+
+    async def _send_control(self, websocket: ClientConnection, frame) -> None:
+        try:
+            await websocket.send(frame)
+        except websockets.ConnectionClosed:
+            pass  # the receiver reports the close
 
     async def _await_termination(self, receiver: asyncio.Task) -> None:
         """All audio is out and Terminate sent: wait while the service works through it.

@@ -8,7 +8,7 @@ held in a `Secret` so that no repr, log line or error message can show it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -60,7 +60,8 @@ def find_api_key(environ: Mapping[str, str] = os.environ, env_file: Path = Path(
 @dataclass(frozen=True)
 class Settings:
     url: str = v3.DEFAULT_URL
-    backend: str = ""  # said in the status line: "AssemblyAI", "the embedded moonshine recognizer ..."
+    backend: str = ""
+    credential_is_token: bool = False  # a temporary token (captioner token) rather than the API key  # said in the status line: "AssemblyAI", "the embedded moonshine recognizer ..."
     protocol: str = v3.NAME
     credential: Secret | None = None
     sample_rate: int = DEFAULT_SAMPLE_RATE
@@ -74,14 +75,39 @@ class Settings:
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     resend_seconds: float = 60.0  # audio kept for resending after a drop (and held through an outage)
 
+    keyterms: tuple[str, ...] = ()
+    language: str | None = None  # e.g. "es": v3 language_codes
+    speech_model: str | None = None  # e.g. "universal-streaming-multilingual"
+
     def session_params(self) -> SessionParams:
+        extra: dict = {}
+        if self.language:
+            extra["language_codes"] = [self.language]
+        if self.speech_model:
+            extra["speech_model"] = self.speech_model
         return SessionParams(
             sample_rate=self.sample_rate,
             format_turns=self.format_turns,
             speaker_labels=self.speaker_labels,
             min_turn_silence=self.min_turn_silence,
             max_turn_silence=self.max_turn_silence,
+            keyterms_prompt=self.keyterms,
+            extra=extra,
         )
+
+    def new_session(self):
+        """A StreamingSession with these settings. A v2 temporary token travels in the
+        query (?token=), as the legacy service wants; everything else in Authorization."""
+        from .protocol import codec
+        from .session import StreamingSession
+
+        protocol = codec(self.protocol)
+        params = self.session_params()
+        credential = self.credential.reveal() if self.credential else None
+        if credential and self.credential_is_token and protocol.NAME == "v2":
+            params = replace(params, extra={**params.extra, "token": credential})
+            credential = None
+        return StreamingSession(protocol, self.url, params, credential, self.timeouts)
 
 
 @dataclass(frozen=True)

@@ -226,3 +226,23 @@ def test_sessions_beyond_the_limit_get_3009():
             assert code == 3009 and reason == "Too many concurrent sessions"
         _, code, _ = converse(server.url, ['{"type": "Terminate"}'])
         assert code == 1000  # the first one left: room again
+
+
+def test_audio_that_is_not_the_reference_is_taken_to_start_at_zero():
+    """Another file than the script's WAV: the server cannot place it, and counts from 0."""
+    from captioner.testing.fake_server import ScriptTranscriber
+
+    emitted = []
+    reference = (b"\x01\x00\x02\x00" * 8000) + bytes(16000)
+    transcriber = ScriptTranscriber(SCRIPT, SessionParams(sample_rate=16000), emitted.append, reference)
+
+    async def feed():
+        for _ in range(12):
+            await transcriber.accept(b"\x07\x00" * 800)  # sound nowhere in the reference
+        await transcriber.finish()
+
+    import asyncio
+
+    asyncio.run(feed())
+    assert transcriber.player is not None and transcriber.player.origin_ms == 0
+    assert [u.transcript for u in emitted if u.end_of_turn] == ["hello there"]

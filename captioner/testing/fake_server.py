@@ -102,7 +102,7 @@ class ScriptTranscriber:
             return  # silence so far, or too little sound to place
         probe = bytes(self.heard[2 * first : 2 * first + self.PROBE_BYTES])
         position = self.reference.find(probe)
-        while position % 2:  # a match must fall on a sample
+        while position > 0 and position % 2:  # a match must fall on a sample
             position = self.reference.find(probe, position + 1)
         origin = (position - 2 * first) / 32 if position >= 0 else 0
         self.player = ScriptPlayer(self.script, self.params, origin_ms=max(0.0, origin))
