@@ -266,6 +266,14 @@ class LevelMeter:
         self.sample_rate = source.sample_rate
         self.chunk_ms = source.chunk_ms
         self.description = source.description
+        # The pump reads these: a source that is not live (a fast replay) waits for the
+        # network instead of reading ahead, and `stop` must reach a waiting microphone.
+        self.live = getattr(source, "live", True)
+
+    def stop(self) -> None:
+        stop = getattr(self.source, "stop", None)
+        if stop is not None:
+            stop()
 
     async def chunks(self):
         every = max(1, self.EVERY_MS // self.chunk_ms)

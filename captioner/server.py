@@ -89,6 +89,7 @@ class Frame:
     direction: str  # "in" (client to server) or "out"
     data: str | bytes
     audio_ms: float  # received audio when it crossed the wire
+    at: float = field(default_factory=time.monotonic)  # system-wide monotonic clock, for benchmarks
 
 
 @dataclass

@@ -161,6 +161,10 @@ class StreamingSession:
                 async for chunk in chunks:
                     await websocket.send(self.codec.encode_client(Audio(chunk)))
                     self.bytes_sent += len(chunk)
+                    # send() returns without yielding while the socket takes the data, so a
+                    # source with audio at hand (a fast replay) would hold the loop for a
+                    # whole read block and keep replies waiting: yield once per chunk.
+                    await asyncio.sleep(0)
             await websocket.send(self.codec.encode_client(Terminate()))
             self.terminate_sent = True
             self._last_message_at = asyncio.get_running_loop().time()

@@ -156,3 +156,14 @@ def test_a_long_outage_drops_the_oldest_audio_and_says_how_much(replay):
     starts = [w.start_ms for t in result.finals for w in t.words]
     assert starts == sorted(starts) and len(starts) == len(set(starts))
     assert 0 < len(result.final_texts) < len(SCRIPT.finals)
+
+
+def test_a_fast_replay_longer_than_the_resend_buffer_loses_nothing(replay):
+    """A replay sent as fast as the server takes it waits for the network instead of
+    reading ahead: however far the finals trail the sending, no audio is dropped."""
+    result = replay(MEETING, settings=Settings(resend_seconds=5.0))
+    assert result.error is None
+    assert [e.message for e in result.errors if e.kind == "audio"] == []
+    assert result.summary.audio_seconds_lost == 0
+    assert result.final_texts == SCRIPT.finals
+    assert result.server.connections[0].audio_bytes >= 59 * 32000
