@@ -79,6 +79,10 @@ class TurnAssembler:
         held = self._held.pop(order, None)
         finals.append(self._final(turn or held))  # type: ignore[arg-type]
         self._last_final_order = order
+        # Orders up to this one are never looked up again (feed() drops them): forget
+        # them, so an hour-long session keeps no per-turn state.
+        for done in [o for o in self._numbers if o <= order]:
+            del self._numbers[done]
         return finals
 
     def _final(self, turn: Turn) -> Turn:

@@ -26,5 +26,21 @@ def test_quick_benchmark_writes_both_files(tmp_path):
     plugins = results["plugins"]["plugins"]
     assert set(plugins) == {"subtitles (srt+vtt)", "meeting log (fsync)", "translation es (apertium, track on disk)"}
     assert all(row["finals"] == results["plugins"]["finals"] == 13 for row in plugins.values())
+    whisper = results["recognizers"]["faster-whisper"]  # the plugin and its test model are installed by make setup
+    assert whisper["rows"][0]["fixture"] == "hello" and whisper["concurrency"]["steps"]
+    clients = results["clients"]
+    assert set(clients["clients"]) == {"captioner", "sdk-async", "sdk-sync"} and set(clients["ratios"]) == {"sdk-async", "sdk-sync"}
+    # Every Turn the fake server sent reached each client's handler, and was matched to its send time.
+    assert all(row["turns_missed"] == 0 and row["turn_delay"]["count"] > 0 for row in clients["clients"].values())
+    realtime = results["realtime"]["rows"]
+    assert len(realtime) == 2 and all(row["chunks"] == 100 and row["turns_missed"] == 0 for row in realtime.values())
+    soak = results["soak"]
+    assert soak["finals_logged"] == soak["finals_scripted"] == 26 and soak["finals_equal_script"]
+    assert len(soak["peak_rss_mb"]) == 3 and soak["translations_logged"] == 26 and soak["overlay_events_viewed"] > 0
+    resilience = results["resilience"]
+    assert resilience["survived"] and resilience["finals_lost"] == resilience["finals_duplicated"] == 0
+    assert resilience["faults_fired"] == resilience["faults_injected"] == 24
     report = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "| moonshine | hello |" in report and results["machine"]["commit"] in report
+    for heading in ("## captioner's client against the official SDK", "## The real-time audio path", "## Soak", "## Resilience"):
+        assert heading in report
+    assert "| moonshine | hello |" in report and "| faster-whisper | hello |" in report and results["machine"]["commit"] in report

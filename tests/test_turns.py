@@ -102,3 +102,16 @@ def test_an_empty_final_is_not_delivered():
     assembler.begin("s1")
     assert assembler.feed(TurnUpdate(0, "", (), end_of_turn=True)) == []
     assert kinds(assembler.feed(update(1, "next", True, start=1000))) == [("final", 0, "next")]
+
+
+def test_a_long_session_keeps_no_state_per_turn():
+    """An hour-long meeting must not grow the assembler: finished turns are forgotten."""
+    assembler = TurnAssembler(wait_for_formatted=True)
+    assembler.begin("s")
+    delivered = []
+    for order in range(500):
+        assembler.feed(update(order, "a partial", final=False, start=order * 1000))
+        assembler.feed(update(order, "the final", final=True, start=order * 1000))
+        delivered += assembler.feed(update(order, "The final.", final=True, formatted=True, start=order * 1000))
+    assert [t.turn_order for t in delivered] == list(range(500))
+    assert len(assembler._numbers) <= 1 and not assembler._held

@@ -1,0 +1,184 @@
+"""What every benchmark section measures with: processes, timelines, statistics, fixtures.
+
+A section's figures come from one process (`captioner serve`, a probe client) read
+through /proc, so a figure never includes the benchmark's own work.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jiwer
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+sys.path.insert(0, str(ROOT))
+
+from captioner import hookimpl  # noqa: E402
+from captioner.audio import WavReplaySource  # noqa: E402
+from captioner.engine import Engine  # noqa: E402
+from captioner.plugins import build_plugin_manager  # noqa: E402
+from captioner.settings import Settings  # noqa: E402
+from captioner.testing import TranscriptScript  # noqa: E402
+
+
+# ------------------------------------------------------------------ processes
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mb(pid: int, field_name: str = "VmHWM") -> float:
+    """Peak (VmHWM) or current (VmRSS) resident memory of a process, MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class ServerProcess:
+    """`captioner serve` in its own process, so its CPU time and memory are its own."""
+
+    def __init__(self, recognizer: str, extra: list[str] = ()):
+        command = [sys.executable, "-m", "captioner", "serve", "--port", "0", "--recognizer", recognizer, *extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.url = self.process.stdout.readline().strip()
+        if not self.url.startswith("ws://"):
+            self.process.kill()
+            raise SystemExit(f"captioner serve --recognizer {recognizer} did not start: {self.process.stderr.read()[-500:]}")
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def peak_rss_mb(self) -> float:
+        return memory_mb(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+# ------------------------------------------------------------------ timelines
+
+
+@dataclass
+class Timeline:
+    """When each event reached a plugin, on the wall clock, from the replay's start."""
+
+    start: float = 0.0
+    finals: list = field(default_factory=list)  # (wall seconds, Turn)
+    partials: list = field(default_factory=list)
+
+    @hookimpl
+    def on_partial(self, turn):
+        self.partials.append((time.monotonic() - self.start, turn))
+
+    @hookimpl
+    def on_final(self, turn):
+        self.finals.append((time.monotonic() - self.start, turn))
+
+
+async def replay_timed(wav: Path, url: str, speed: float | None = 1.0) -> Timeline:
+    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
+    timeline = Timeline()
+    pm.register(timeline, name="timeline")
+    source = WavReplaySource(wav, speed=speed)
+    timeline.start = time.monotonic()  # audio time t is sent at start + t (real-time pacing)
+    await Engine(Settings(url=url), pm).caption(source)
+    return timeline
+
+
+def delays(timeline: Timeline, script: TranscriptScript) -> tuple[list[float], list[float]]:
+    """Final delays (after the end of speech) and first-partial delays (after its start).
+
+    Each scripted turn is matched to the first final that ends after the turn's speech
+    began: at real-time pacing, audio time t was sent at wall time t.
+    """
+    final_delays, partial_delays = [], []
+    for turn in script.turns:
+        start, end = turn.start / 1000, turn.end / 1000
+        final = next((wall for wall, t in timeline.finals if t.end_ms and t.end_ms / 1000 > start + 0.2), None)
+        if final is not None:
+            final_delays.append(final - end)
+        partial = next((wall for wall, t in timeline.partials if wall > start and t.end_ms and t.end_ms / 1000 > start), None)
+        if partial is not None:
+            partial_delays.append(partial - start)
+    return final_delays, partial_delays
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def spread_ms(seconds: list[float]) -> dict:
+    """Median, p99 and max of durations given in seconds, as milliseconds."""
+    if not seconds:
+        return {"count": 0, "median_ms": None, "p99_ms": None, "max_ms": None}
+    return {
+        "count": len(seconds),
+        "median_ms": round(statistics.median(seconds) * 1000, 2),
+        "p99_ms": round(percentile(seconds, 0.99) * 1000, 2),
+        "max_ms": round(max(seconds) * 1000, 2),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+def looped_meeting(directory: Path, times: int, clip: str = "meeting") -> tuple[Path, TranscriptScript]:
+    """The fixture played `times` times back to back, as one WAV and one transcript script.
+
+    The script's turns are the fixture's, shifted by the clip's length each time, so the
+    fake server places every loop's words where they are in the longer file.
+    """
+    import json
+
+    import soundfile
+
+    pcm, rate = soundfile.read(FIXTURES / f"{clip}.wav", dtype="int16")
+    wav = directory / f"{clip}-x{times}.wav"
+    with soundfile.SoundFile(wav, "w", samplerate=rate, channels=1, subtype="PCM_16") as out:
+        for _ in range(times):
+            out.write(pcm)
+    data = json.loads((FIXTURES / f"{clip}.json").read_text())
+    length_ms = len(pcm) * 1000 // rate
+    turns = []
+    for loop in range(times):
+        for turn in data["turns"]:
+            shifted = [dict(w, start=w["start"] + loop * length_ms, end=w["end"] + loop * length_ms) for w in turn["words"]]
+            turns.append(dict(turn, words=shifted))
+    script_path = wav.with_suffix(".json")
+    script_path.write_text(json.dumps({"turns": turns}))
+    return wav, TranscriptScript.load(script_path)
+
+
+def audio_seconds(wav: Path) -> float:
+    return WavReplaySource(wav).duration_seconds
