@@ -20,16 +20,20 @@ import argparse
 import asyncio
 import json
 import time
+from typing import Iterator
 
 CHUNK = 1600  # 50 ms of 16 kHz 16-bit mono
 
 
-def pcm_chunks(wav: str) -> list[bytes]:
+def pcm_chunks(wav: str) -> Iterator[bytes]:
+    """The WAV in 50 ms chunks, read a second at a time as they are asked for (as
+    captioner reads it), the last one padded with silence."""
     import soundfile
 
-    pcm = soundfile.read(wav, dtype="int16")[0].tobytes()
-    pcm += bytes(-len(pcm) % CHUNK)
-    return [pcm[i : i + CHUNK] for i in range(0, len(pcm), CHUNK)]
+    for block in soundfile.blocks(wav, blocksize=16000, dtype="int16"):
+        pcm = block.tobytes()
+        pcm += bytes(-len(pcm) % CHUNK)
+        yield from (pcm[i : i + CHUNK] for i in range(0, len(pcm), CHUNK))
 
 
 class Captioner:

@@ -63,6 +63,10 @@ class PluginDispatcher:
         for channel in self.channels:
             channel.start()
 
+    def wants(self, hook: str) -> bool:
+        """Whether any plugin implements `hook`: an event nobody takes need not be computed."""
+        return any(hook in channel.impls for channel in self.channels)
+
     def emit(self, hook: str, **kwargs: Any) -> None:
         for channel in self.channels:
             channel.offer(hook, kwargs)
@@ -289,6 +293,10 @@ class EventBus:
         engine = self._engine
         if engine is not None:
             self._call(lambda dispatcher: engine.control(message))
+
+    def wants(self, hook: str) -> bool:
+        """Whether any plugin implements `hook`: an event nobody takes need not be computed."""
+        return any(hook in channel.impls for channel in self.channels)
 
     def emit(self, hook: str, **kwargs: Any) -> None:
         if hook not in self.EMITTABLE:

@@ -291,6 +291,29 @@ def test_hook_on_audio_level(replay):
     assert not any(level.paused for level in levels)
 
 
+def test_audio_levels_are_measured_only_when_a_plugin_takes_them(replay, monkeypatch):
+    from captioner import engine
+
+    measured = []
+    real_dbfs = engine._dbfs
+    monkeypatch.setattr(engine, "_dbfs", lambda value: measured.append(value) or real_dbfs(value))
+
+    class FinalsOnly:
+        @hookimpl
+        def on_final(self, turn):
+            pass
+
+    assert replay(HELLO, plugins=[FinalsOnly()]).final_texts and measured == []
+
+    class Meter:
+        @hookimpl
+        def on_audio_level(self, level):
+            pass
+
+    replay(HELLO, plugins=[Meter()])
+    assert measured
+
+
 def test_hook_on_error(replay):
     errors = []
 

@@ -44,3 +44,23 @@ def test_fixtures_reach_a_plugin_authors_test_suite(pytester):
     # A subprocess, so the plugin is found the way it is in an author's project: by entry point.
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_problems_names_each_broken_promise_and_nothing_in_a_clean_replay(replay):
+    from dataclasses import replace
+
+    from captioner.testing import EventRecorder
+
+    clean = replay(fixture("meeting.wav"))
+    assert clean.problems(59_400) == []
+
+    first, second = clean.finals[:2]
+    recorder = EventRecorder()
+    backwards = replace(second, turn_order=2, words=tuple(reversed(second.words)))
+    recorder.events = [("final", first), ("partial", first), ("final", backwards), ("final", replace(first, turn_order=3, words=()))]
+    found = recorder.problems(audio_ms=1000)
+    assert any("not numbered" in p for p in found)
+    assert any("a partial of turn 0 after its final" in p for p in found)
+    assert any("final 3 has no words" in p for p in found)
+    assert any("go backwards" in p for p in found)
+    assert any("outside the audio" in p for p in found)

@@ -105,6 +105,33 @@ class EventRecorder:
     def final_texts(self) -> list[str]:
         return [turn.text for turn in self.finals]
 
+    def problems(self, audio_ms: float | None = None) -> list[str]:
+        """What breaks the promises every caption stream keeps, whatever the recognizer:
+        finals numbered 0, 1, 2, ... each once; no partial after its turn's final; every
+        final has words, whose times only go forward (and stay within `audio_ms`, when
+        given). Empty when all hold: `assert not result.problems(duration_ms)`."""
+        found = []
+        orders = [turn.turn_order for turn in self.finals]
+        if orders != list(range(len(orders))):
+            found.append(f"finals are not numbered 0, 1, 2, ... once each: {orders}")
+        final_seen: set[int] = set()
+        for kind, event in self.events:
+            if kind == "final":
+                final_seen.add(event.turn_order)
+            elif kind == "partial" and event.turn_order in final_seen:
+                found.append(f"a partial of turn {event.turn_order} after its final: {event.text!r}")
+        found += [f"final {turn.turn_order} has no words" for turn in self.finals if not turn.words]
+        words = [word for turn in self.finals for word in turn.words]
+        found += [f"word {w.text!r} ends before it starts ({w.start_ms}-{w.end_ms})" for w in words if w.start_ms > w.end_ms]
+        found += [
+            f"word times go backwards: {a.text!r} ends at {a.end_ms}, {b.text!r} starts at {b.start_ms}"
+            for a, b in zip(words, words[1:])
+            if a.end_ms > b.start_ms
+        ]
+        if words and (words[0].start_ms < 0 or (audio_ms is not None and words[-1].end_ms > audio_ms + 100)):
+            found.append(f"word times {words[0].start_ms}-{words[-1].end_ms} ms fall outside the audio")
+        return found
+
 
 @dataclass
 class ReplayResult:
@@ -129,6 +156,9 @@ class ReplayResult:
     @property
     def errors(self) -> list[CaptionError]:
         return self.recorder.errors
+
+    def problems(self, audio_ms: float | None = None) -> list[str]:
+        return self.recorder.problems(audio_ms)
 
 
 async def replay_async(

@@ -89,22 +89,9 @@ def test_the_fixture_meeting_within_the_measured_word_error_rate(meeting):
 
     # Partials come before their final; each final comes once, in order.
     finals = result.finals
-    assert [t.turn_order for t in finals] == list(range(len(finals)))
     assert {t.turn_order for t in result.partials} & {t.turn_order for t in finals}, "no partials at all"
-    seen = set()
-    for kind, event in result.events:
-        if kind == "final":
-            seen.add(event.turn_order)
-        elif kind == "partial":
-            assert event.turn_order not in seen, "a partial after its final"
-
     # Every final carries Whisper's own word times, which only go forward.
-    assert all(t.words for t in finals)
-    times = [(w.start_ms, w.end_ms) for t in finals for w in t.words]
-    assert all(start <= end for start, end in times)
-    assert all(a[1] <= b[0] for a, b in zip(times, times[1:])), "word times go backwards"
-    duration_ms = soundfile.info(fixture("meeting.wav")).duration * 1000
-    assert times[0][0] >= 0 and times[-1][1] <= duration_ms + 100
+    assert result.problems(soundfile.info(fixture("meeting.wav")).duration * 1000) == []
     confidences = [w.confidence for t in finals for w in t.words]
     assert len(set(confidences)) > 1 and all(0 <= c <= 1 for c in confidences)  # Whisper's, not a constant
 

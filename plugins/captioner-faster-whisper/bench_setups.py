@@ -1,4 +1,4 @@
-"""Measure the faster-whisper recognizer: `python plugins/captioner-faster-whisper/measure.py [--quick]`.
+"""Measure the faster-whisper recognizer: `python plugins/captioner-faster-whisper/bench_setups.py [--quick]`.
 
 Not a test: it prints figures (one JSON object a line), which the README quotes.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -31,10 +30,13 @@ from pathlib import Path
 import jiwer
 import soundfile
 
-from captioner import hookimpl
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "fixtures"
+sys.path.insert(0, str(ROOT / "bench"))  # the benchmark's timing helpers, measured the same way
+
+from measure import FIXTURES, cpu_seconds, delays, memory_mb, replay_timed  # noqa: E402
+
+from captioner.testing import TranscriptScript  # noqa: E402
 CLIPS = ["meeting", "hello", "weather", "mute"]
 SETUPS = [  # (label, decode workers, threads per worker, partials)
     ("2 workers x 1 thread", 2, 1, True),
@@ -104,63 +106,6 @@ def serve(model: str, workers: int, threads: int, partials: bool, beam: int) -> 
     asyncio.run(run())
 
 
-class Timeline:
-    def __init__(self) -> None:
-        self.start = 0.0
-        self.finals: list = []
-        self.partials: list = []
-
-    @hookimpl
-    def on_partial(self, turn):
-        self.partials.append((time.monotonic() - self.start, turn))
-
-    @hookimpl
-    def on_final(self, turn):
-        self.finals.append((time.monotonic() - self.start, turn))
-
-
-async def replay_timed(wav: Path, url: str) -> Timeline:
-    from captioner.audio import WavReplaySource
-    from captioner.engine import Engine
-    from captioner.plugins import build_plugin_manager
-    from captioner.settings import Settings
-
-    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
-    timeline = Timeline()
-    pm.register(timeline, name="timeline")
-    source = WavReplaySource(wav, speed=1.0)
-    timeline.start = time.monotonic()  # audio time t is sent at start + t
-    await Engine(Settings(url=url), pm).caption(source)
-    return timeline
-
-
-def delays(timeline: Timeline, clip: str) -> tuple[list[float], list[float]]:
-    """Per scripted turn: its final's delay after its last word, its first partial's after its first."""
-    script = json.loads((FIXTURES / f"{clip}.json").read_text())
-    finals, partials = [], []
-    for turn in script["turns"]:
-        start, end = turn["words"][0]["start"] / 1000, turn["words"][-1]["end"] / 1000
-        final = next((wall for wall, t in timeline.finals if t.end_ms / 1000 > start + 0.2), None)
-        if final is not None:
-            finals.append(final - end)
-        partial = next((wall for wall, t in timeline.partials if wall > start and t.end_ms / 1000 > start), None)
-        if partial is not None:
-            partials.append(partial - start)
-    return finals, partials
-
-
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def measure_server(model: str, label: str, workers: int, threads: int, partials: bool, beam: int, clips: list[str]) -> None:
     command = [sys.executable, __file__, "--serve", "--model", model, "--workers", str(workers),
                "--threads", str(threads), "--beam", str(beam)] + ([] if partials else ["--finals-only"])
@@ -169,11 +114,11 @@ def measure_server(model: str, label: str, workers: int, threads: int, partials:
         url = process.stdout.readline().strip()
         for clip in clips:
             wav = FIXTURES / f"{clip}.wav"
-            before = process_cpu(process.pid)
+            before = cpu_seconds(process.pid)
             timeline = asyncio.run(replay_timed(wav, url))
-            cpu = process_cpu(process.pid) - before
+            cpu = cpu_seconds(process.pid) - before
             seconds = soundfile.info(wav).duration
-            final_delays, partial_delays = delays(timeline, clip)
+            final_delays, partial_delays = delays(timeline, TranscriptScript.load(FIXTURES / f"{clip}.json"))
             hypothesis = " ".join(t.text for _, t in timeline.finals)
             print(json.dumps({
                 "setup": label, "beam": beam, "clip": clip,
@@ -183,7 +128,7 @@ def measure_server(model: str, label: str, workers: int, threads: int, partials:
                 "final_delay_max_s": round(max(final_delays), 2) if final_delays else None,
                 "first_partial_median_s": round(statistics.median(partial_delays), 2) if partial_delays else None,
                 "partials": len(timeline.partials), "finals": len(timeline.finals),
-                "peak_rss_mb": round(peak_rss_mb(process.pid), 1),
+                "peak_rss_mb": round(memory_mb(process.pid), 1),
             }), flush=True)
     finally:
         process.terminate()
