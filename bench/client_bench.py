@@ -121,8 +121,11 @@ def realtime_path(clip: str) -> dict:
     for label, flags in (("no plugins", ()), ("a plugin blocking 0.5 s per event", ("--slow-plugin",))):
         figures, connection = probe("captioner", script, wav, "--realtime", *flags)
         arrivals = [f.at for f in connection.frames if f.direction == "in" and isinstance(f.data, bytes)]
-        # Chunk k is due k x 50 ms after the first; how far from that it reached the server.
-        deviations = [abs(at - arrivals[0] - k * CHUNK_S) for k, at in enumerate(arrivals)]
+        # Chunk k is due k x 50 ms after the schedule's start; the start is where the
+        # earliest chunk says it is (the first may wait for the handshake), so each
+        # figure is how late a chunk reached the server against its slot.
+        origin = min(at - k * CHUNK_S for k, at in enumerate(arrivals))
+        deviations = [at - origin - k * CHUNK_S for k, at in enumerate(arrivals)]
         found, missed = turn_delays(figures, connection)
         rows[label] = {
             "chunks": len(arrivals),
@@ -179,8 +182,8 @@ def markdown(clients: dict, realtime: dict) -> list[str]:
         "## The real-time audio path",
         "",
         f"The fixture `{realtime['clip']}` ({realtime['audio_s']:g} s) replayed by captioner at real time in 50 ms "
-        "chunks to the fake server. **Jitter**: how far each chunk's arrival at the server was from its slot "
-        "(the first chunk's arrival + k x 50 ms), ms, so it includes loopback delivery. **CPU share**: the whole "
+        "chunks to the fake server. **Jitter**: how late each chunk reached the server against its slot "
+        "(k x 50 ms after the schedule's start, placed by the earliest chunk), ms, so it includes loopback delivery. **CPU share**: the whole "
         "client process's CPU seconds per wall second (1.0 = one core). The second row adds a plugin whose "
         "`on_partial` and `on_final` block for 0.5 s each: audio must go out on schedule all the same.",
         "",

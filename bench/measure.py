@@ -101,19 +101,27 @@ async def replay_timed(wav: Path, url: str, speed: float | None = 1.0) -> Timeli
 def delays(timeline: Timeline, script: TranscriptScript) -> tuple[list[float], list[float]]:
     """Final delays (after the end of speech) and first-partial delays (after its start).
 
-    Each scripted turn is matched to the first final that ends after the turn's speech
-    began: at real-time pacing, audio time t was sent at wall time t.
+    At real-time pacing, audio time t was sent at wall time t. A scripted turn's final is
+    the first final whose words reach the turn's last word (so a turn a recognizer split
+    in two is timed by the piece that ends it); its first partial is the first partial
+    whose words overlap the turn. A turn with neither gets no figure: a recognizer that
+    gives a turn no partial is not credited with the next turn's.
     """
     final_delays, partial_delays = [], []
     for turn in script.turns:
         start, end = turn.start / 1000, turn.end / 1000
-        final = next((wall for wall, t in timeline.finals if t.end_ms and t.end_ms / 1000 > start + 0.2), None)
+        final = next((wall for wall, t in timeline.finals if overlaps(t, end - 0.3, end)), None)
         if final is not None:
             final_delays.append(final - end)
-        partial = next((wall for wall, t in timeline.partials if wall > start and t.end_ms and t.end_ms / 1000 > start), None)
+        partial = next((wall for wall, t in timeline.partials if wall > start and overlaps(t, start, end)), None)
         if partial is not None:
             partial_delays.append(partial - start)
     return final_delays, partial_delays
+
+
+def overlaps(turn, start_s: float, end_s: float) -> bool:
+    """Whether a captioned turn's words overlap [start_s, end_s] on the audio clock."""
+    return turn.start_ms is not None and turn.end_ms is not None and turn.start_ms / 1000 < end_s and turn.end_ms / 1000 > start_s
 
 
 # ------------------------------------------------------------------ statistics

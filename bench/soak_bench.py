@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -25,7 +27,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from measure import FIXTURES, ROOT, audio_seconds, cpu_seconds, looped_meeting, memory_mb
+from measure import FIXTURES, ROOT, audio_seconds, looped_meeting, memory_mb
 
 from captioner.reconnect import ReconnectPolicy
 from captioner.settings import Settings
@@ -54,6 +56,11 @@ class Viewer:
             pass  # the run ended
 
 
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def soak(loops: int) -> dict:
     from captioner_translate.testing import FakeLibreTranslate
 
@@ -70,7 +77,7 @@ def soak(loops: int) -> dict:
                 "--translate", "es", "--translate-backend", "libretranslate", "--translate-url", translator.url,
                 "--overlay", "127.0.0.1:0",
             ]
-            started = time.monotonic()
+            started, cpu_before = time.monotonic(), cpu_of_children()
             client = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             viewer = None
             for line in client.stderr:  # the overlay says where it listens before any audio
@@ -81,14 +88,14 @@ def soak(loops: int) -> dict:
             drain = threading.Thread(target=lambda: stderr_tail.extend(client.stderr), daemon=True)
             drain.start()
             samples = []  # (audio seconds the server had, client RSS MB, client peak RSS MB)
-            cpu = 0.0
             while client.poll() is None:
                 received = server.connections[-1].audio_bytes / 32000 if server.connections else 0.0
                 try:
-                    rss, peak, cpu = memory_mb(client.pid, "VmRSS"), memory_mb(client.pid), cpu_seconds(client.pid)
-                except (OSError, IndexError):
+                    rss, peak = memory_mb(client.pid, "VmRSS"), memory_mb(client.pid)
+                except OSError:
                     break  # it just ended
-                samples.append((round(received, 1), round(rss, 1), round(peak, 1)))
+                if not math.isnan(peak):  # an exiting process has no memory lines left
+                    samples.append((round(received, 1), round(rss, 1), round(peak, 1)))
                 time.sleep(0.2)
             # The peak so far at each mark: the last sample taken with no more audio than that.
             peaks = {
@@ -96,6 +103,8 @@ def soak(loops: int) -> dict:
             }
             client.wait()
             wall = time.monotonic() - started
+            # All of its CPU, shutdown included: the children's usage, now that it is reaped.
+            cpu = cpu_of_children() - cpu_before
             drain.join(timeout=5)
         if client.returncode != 0:
             raise SystemExit(f"the soak replay failed ({client.returncode}): {''.join(stderr_tail)[-1500:]}")
@@ -155,7 +164,7 @@ def resilience(faults_count: int, seed: int = 20261124) -> dict:
         == [(w.text, w.start_ms, w.end_ms) for t in undisturbed.finals for w in t.words],
         "equals_script": disturbed.final_texts == script.finals,
         "audio_resent_s": round(resent_s, 1),
-        "audio_resent_per_reconnect_s": round(resent_s / max(1, len(connections) - 1), 2),
+        "audio_resent_per_reconnect_s": round(resent_s / max(1, reconnects), 2),
         "audio_lost_s": disturbed.summary.audio_seconds_lost,
     }
     print(json.dumps(figures), flush=True)

@@ -294,10 +294,6 @@ class EventBus:
         if engine is not None:
             self._call(lambda dispatcher: engine.control(message))
 
-    def wants(self, hook: str) -> bool:
-        """Whether any plugin implements `hook`: an event nobody takes need not be computed."""
-        return any(hook in channel.impls for channel in self.channels)
-
     def emit(self, hook: str, **kwargs: Any) -> None:
         if hook not in self.EMITTABLE:
             raise ValueError(f"plugins may emit {sorted(self.EMITTABLE)}, not {hook!r}")

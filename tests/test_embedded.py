@@ -66,6 +66,7 @@ def test_the_fixture_meeting_within_the_measured_word_error_rate(servers, replay
     # none, see the real-time test below); each final comes once, in order, with words
     # whose times only go forward.
     assert result.problems(soundfile.info(fixture("meeting.wav")).duration * 1000) == []
+    assert [t.turn_order for t in result.finals] == list(range(len(result.finals)))  # no reconnect: no gaps
 
 
 @pytest.mark.parametrize("recognizer", ["moonshine", "pocketsphinx"])

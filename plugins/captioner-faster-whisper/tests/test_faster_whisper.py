@@ -92,6 +92,7 @@ def test_the_fixture_meeting_within_the_measured_word_error_rate(meeting):
     assert {t.turn_order for t in result.partials} & {t.turn_order for t in finals}, "no partials at all"
     # Every final carries Whisper's own word times, which only go forward.
     assert result.problems(soundfile.info(fixture("meeting.wav")).duration * 1000) == []
+    assert [t.turn_order for t in result.finals] == list(range(len(result.finals)))  # no reconnect: no gaps
     confidences = [w.confidence for t in finals for w in t.words]
     assert len(set(confidences)) > 1 and all(0 <= c <= 1 for c in confidences)  # Whisper's, not a constant
 
