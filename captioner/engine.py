@@ -23,7 +23,6 @@ from .events import AudioLevel, CaptionError, Session, SessionSummary
 from .plugins import trace_enabled
 from .pump import AudioPump
 from .reconnect import Backoff, retryable
-from .protocol import codec
 from .protocol.messages import (
     Begin,
     Ignored,

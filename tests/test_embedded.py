@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
 import sys
-import time
 
 import jiwer
 import numpy as np
@@ -17,13 +15,13 @@ import soundfile
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from captioner.embedded import EmbeddedServer, RecognitionSettings
+from captioner.embedded import EmbeddedServer
 from captioner.recognizers import RecognizerUnavailable
 from captioner.recognizers.moonshine import MoonshineRecognizer
 from captioner.recognizers.pocketsphinx import PocketSphinxRecognizer
 from captioner.server import ServerLimits, ServerThread
 from captioner.settings import Settings
-from conftest import FIXTURES, fixture
+from conftest import fixture
 
 # Measured on these fixtures (see the issue note); the bounds leave room for noise
 # between machines, not for a broken pipeline.
@@ -175,7 +173,7 @@ def test_bad_input_gets_the_service_close_code_and_the_server_goes_on(servers, q
 
 
 def test_the_official_sdk_streams_through_captioner_serve(tmp_path):
-    from assemblyai.streaming.v3 import StreamingClient, StreamingClientOptions, StreamingEvents, StreamingParameters
+    from captioner.testing.sdk import formatted_finals, sdk_problems, stream_with_official_sdk
 
     process = subprocess.Popen(
         [sys.executable, "-m", "captioner", "serve", "--port", "0", "--recognizer", "moonshine"],
@@ -184,23 +182,12 @@ def test_the_official_sdk_streams_through_captioner_serve(tmp_path):
     try:
         url = process.stdout.readline().strip()
         assert re.fullmatch(r"ws://127\.0\.0\.1:\d+/v3/ws", url), url
-        events = []
-        client = StreamingClient(StreamingClientOptions(api_key="unused", api_host=url.removesuffix("/v3/ws")))
-        for kind in (StreamingEvents.Begin, StreamingEvents.Turn, StreamingEvents.Termination, StreamingEvents.Error):
-            client.on(kind, lambda _c, event, kind=kind: events.append((kind, event)))
-        client.connect(StreamingParameters(sample_rate=16000, format_turns=True))
-        for chunk in chunks(pcm("weather")):
-            client.stream(chunk)
-            time.sleep(0.01)
-        client.disconnect(terminate=True)
+        events = stream_with_official_sdk(url, pcm("weather"))
     finally:
         process.terminate()
         process.wait(timeout=10)
-    kinds = [kind for kind, _ in events]
-    assert StreamingEvents.Error not in kinds, events
-    assert kinds[0] == StreamingEvents.Begin and kinds[-1] == StreamingEvents.Termination
-    finals = [e for k, e in events if k == StreamingEvents.Turn and e.end_of_turn and e.turn_is_formatted]
-    assert wer(fixture("weather.txt").read_text(), " ".join(f.transcript for f in finals)) <= CLIP_WER_BOUND
+    assert sdk_problems(events) == []
+    assert wer(fixture("weather.txt").read_text(), " ".join(formatted_finals(events))) <= CLIP_WER_BOUND
 
 
 def test_replay_without_a_key_captions_offline_and_says_so(cli):

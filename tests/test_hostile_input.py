@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from captioner.audio import WavReplaySource
-from captioner.errors import AudioError, ProtocolError
+from captioner.errors import ProtocolError
 from captioner.protocol import v3
 from captioner.testing import TranscriptScript
 from conftest import fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import socket
 
-from captioner.errors import AuthError, ConnectionFailed, ServerError
+from captioner.errors import AuthError, ConnectionFailed
 from captioner.reconnect import ReconnectPolicy
 from captioner.session import SessionTimeouts
 from captioner.urls import redact_url

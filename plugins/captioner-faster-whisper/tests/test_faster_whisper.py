@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import jiwer
@@ -217,7 +216,7 @@ def captioner(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def test_the_official_sdk_streams_through_captioner_serve():
-    from assemblyai.streaming.v3 import StreamingClient, StreamingClientOptions, StreamingEvents, StreamingParameters
+    from captioner.testing.sdk import formatted_finals, sdk_problems, stream_with_official_sdk
 
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("ASSEMBLYAI_", "CAPTIONER_"))}
     environment["CAPTIONER_LOAD_PLUGINS"] = "captioner-faster-whisper"
@@ -229,26 +228,14 @@ def test_the_official_sdk_streams_through_captioner_serve():
     try:
         url = process.stdout.readline().strip()
         assert re.fullmatch(r"ws://127\.0\.0\.1:\d+/v3/ws", url), (url, process.stderr.read() if not url else "")
-        events = []
-        client = StreamingClient(StreamingClientOptions(api_key="unused", api_host=url.removesuffix("/v3/ws")))
-        for kind in (StreamingEvents.Begin, StreamingEvents.Turn, StreamingEvents.Termination, StreamingEvents.Error):
-            client.on(kind, lambda _c, event, kind=kind: events.append((kind, event)))
-        client.connect(StreamingParameters(sample_rate=16000, format_turns=True))
-        audio = pcm("weather").tobytes()
-        audio += bytes(-len(audio) % 1600)
-        for start in range(0, len(audio), 1600):
-            client.stream(audio[start : start + 1600])
-            time.sleep(0.01)
-        client.disconnect(terminate=True)
+        events = stream_with_official_sdk(url, pcm("weather").tobytes())
     finally:
         process.terminate()
         process.wait(timeout=10)
-    kinds = [kind for kind, _ in events]
-    assert StreamingEvents.Error not in kinds, events
-    assert kinds[0] == StreamingEvents.Begin and kinds[-1] == StreamingEvents.Termination
-    finals = [e for k, e in events if k == StreamingEvents.Turn and e.end_of_turn and e.turn_is_formatted]
-    assert finals and finals[-1].transcript.endswith(".")
-    assert wer(fixture("weather.txt").read_text(), " ".join(f.transcript for f in finals)) <= CLIP_WER_BOUND
+    assert sdk_problems(events) == []
+    finals = formatted_finals(events)
+    assert finals and finals[-1].endswith(".")
+    assert wer(fixture("weather.txt").read_text(), " ".join(finals)) <= CLIP_WER_BOUND
 
 
 def not_a_whisper_model(directory: Path) -> Path:
