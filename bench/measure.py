@@ -23,10 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from captioner import hookimpl  # noqa: E402
 from captioner.audio import WavReplaySource  # noqa: E402
-from captioner.engine import Engine  # noqa: E402
-from captioner.plugins import build_plugin_manager  # noqa: E402
-from captioner.settings import Settings  # noqa: E402
-from captioner.testing import TranscriptScript  # noqa: E402
+from captioner.testing import TranscriptScript, replay_async  # noqa: E402
 
 
 # ------------------------------------------------------------------ processes
@@ -89,12 +86,10 @@ class Timeline:
 
 
 async def replay_timed(wav: Path, url: str, speed: float | None = 1.0) -> Timeline:
-    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
-    timeline = Timeline()
-    pm.register(timeline, name="timeline")
-    source = WavReplaySource(wav, speed=speed)
-    timeline.start = time.monotonic()  # audio time t is sent at start + t (real-time pacing)
-    await Engine(Settings(url=url), pm).caption(source)
+    timeline = Timeline(start=time.monotonic())  # audio time t is sent at start + t (real-time pacing)
+    result = await replay_async(wav, url, plugins=[timeline], speed=speed)
+    if result.error is not None:
+        raise result.error
     return timeline
 
 

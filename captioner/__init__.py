@@ -3,6 +3,7 @@
 from .errors import CaptionerError, UsageError
 from .events import CaptionError, Session, SessionSummary, Turn, Word
 from .hookspecs import hookimpl
+from .outputs import open_output
 
 __version__ = "0.1.0"
 
@@ -15,4 +16,5 @@ __all__ = [
     "UsageError",
     "Word",
     "hookimpl",
+    "open_output",
 ]

@@ -322,19 +322,19 @@ def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
         args.file, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms, speed=None if args.fast else args.speed
     )
     settings = settings_from_args(args)
-    if settings.url:
-        if args.fast and not is_local(settings.url):
-            raise UsageError("--fast sends audio faster than real time, which the real service refuses (4029); "
-                             "use --speed 1 or a local server")
-        try:
-            codec(settings.protocol).connect_url(settings.url, settings.session_params())
-        except ProtocolError as error:  # a bad URL fails before plugins create any file
-            raise UsageError(str(error)) from None
+    if settings.url and args.fast and not is_local(settings.url):
+        raise UsageError("--fast sends audio faster than real time, which the real service refuses (4029); "
+                         "use --speed 1 or a local server")
     start_captioning("replay", args, pm, settings, source)
     return 0
 
 
 def start_captioning(command: str, args: argparse.Namespace, pm, settings: Settings, source) -> None:
+    if settings.url:
+        try:
+            codec(settings.protocol).connect_url(settings.url, settings.session_params())
+        except ProtocolError as error:  # a bad URL fails before plugins create any file
+            raise UsageError(str(error)) from None
     events = EventBus()
     config = Config(command, _options(args), pm, settings, events)
     recognizer = None if settings.url else load_recognizer(pm, args.recognizer, config)
@@ -347,13 +347,7 @@ def command_run(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
         args.device, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms,
         duration=args.duration, buffer_seconds=args.buffer_seconds,
     )
-    settings = settings_from_args(args)
-    if settings.url:
-        try:
-            codec(settings.protocol).connect_url(settings.url, settings.session_params())
-        except ProtocolError as error:
-            raise UsageError(str(error)) from None
-    start_captioning("run", args, pm, settings, source)
+    start_captioning("run", args, pm, settings_from_args(args), source)
     return 0
 
 
@@ -470,8 +464,7 @@ async def caption_until_stopped(engine: Engine, source) -> None:
             source.pause()
 
     def change_silence(step: int) -> None:
-        settings = engine.settings if engine._run is None else engine._run.settings
-        current = settings.max_turn_silence or DEFAULT_MAX_TURN_SILENCE
+        current = engine.current_settings.max_turn_silence or DEFAULT_MAX_TURN_SILENCE
         wanted = max(160, min(5000, current + step))
         engine.control(UpdateConfiguration({"max_turn_silence": wanted}))
         print(f"captioner: turns now end after {wanted} ms of silence at most", file=sys.stderr, flush=True)
@@ -505,25 +498,11 @@ def command_serve(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     recognizer = load_recognizer(pm, args.recognizer, config)
     configure_plugins(pm, config)
 
-    async def serve() -> None:
-        server = EmbeddedServer(recognizer, host=args.host, port=args.port, api_key=key, workers=args.decode_workers)
-        try:
-            await server.start()
-        except OSError as error:
-            raise UsageError(f"cannot listen on {args.host}:{args.port}: {_reason(error)}") from None
-        print(server.url, flush=True)
-        print(f"captioner: serving the {args.recognizer} recognizer with {server.pool.workers} decoding "
-              f"thread(s); Ctrl-C stops", file=sys.stderr, flush=True)
-        try:
-            await asyncio.Future()  # until interrupted
-        finally:
-            await server.stop()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
+    server = EmbeddedServer(recognizer, host=args.host, port=args.port, api_key=key, workers=args.decode_workers)
+    return _serve_until_interrupted(
+        server, f"captioner: serving the {args.recognizer} recognizer with {server.pool.workers} decoding "
+        "thread(s); Ctrl-C stops"
+    )
 
 
 def command_plugins(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
@@ -539,14 +518,22 @@ def command_fake_server(args: argparse.Namespace, pm: pluggy.PluginManager) -> i
     except ScriptError as error:
         raise UsageError(str(error)) from None
 
+    server = FakeStreamingServer(script, host=args.host, port=args.port, reply_delay_ms=args.reply_delay_ms,
+                                 reference=script.reference_audio())
+    return _serve_until_interrupted(server)
+
+
+def _serve_until_interrupted(server, announcement: str | None = None) -> int:
+    """Start `server`, print its URL (the first line of stdout, for scripts), serve until Ctrl-C."""
+
     async def serve() -> None:
-        server = FakeStreamingServer(script, host=args.host, port=args.port, reply_delay_ms=args.reply_delay_ms,
-                                     reference=script.reference_audio())
         try:
             await server.start()
         except OSError as error:
-            raise UsageError(f"cannot listen on {args.host}:{args.port}: {_reason(error)}") from None
+            raise UsageError(f"cannot listen on {server.host}:{server.port}: {_reason(error)}") from None
         print(server.url, flush=True)
+        if announcement:
+            print(announcement, file=sys.stderr, flush=True)
         try:
             await asyncio.Future()  # until interrupted
         finally:

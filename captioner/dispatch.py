@@ -284,8 +284,7 @@ class EventBus:
             expected = v3.UPDATABLE.get(key)
             if expected is None:
                 raise ValueError(f"{key} cannot be changed during a session; these can: {sorted(v3.UPDATABLE)}")
-            numeric = expected in (int, float) and isinstance(value, (int, float))
-            if isinstance(value, bool) != (expected is bool) or not (isinstance(value, expected) or numeric):
+            if not v3.value_fits(expected, value):  # what the service would refuse, refused here
                 raise ValueError(f"{key} must be {expected.__name__}, not {value!r}")
         self._control(UpdateConfiguration(settings))
 

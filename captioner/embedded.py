@@ -55,12 +55,18 @@ class RecognitionSettings:
     max_pending_finals: int = 1  # beyond, reading audio waits: pushes back on a client sending too fast
 
 
+def default_decode_workers() -> int:
+    """Decoding threads when --decode-workers is not given: two, or one on one core. A
+    recognizer that sizes itself to the pool (faster-whisper's replicas) asks here too."""
+    return min(2, os.cpu_count() or 1)
+
+
 class DecodePool:
     """Worker threads shared by all sessions, each with its own decoder (made on first use)."""
 
     def __init__(self, recognizer: Recognizer, workers: int | None = None):
         self.recognizer = recognizer
-        self.workers = workers or min(2, os.cpu_count() or 1)
+        self.workers = workers or default_decode_workers()
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="captioner-decode")
         self._local = threading.local()
         self.busy = 0  # decodes queued or running
@@ -125,7 +131,6 @@ class RecognizerTranscriber:
         self.audio = bytearray()  # 16 kHz PCM from frame `audio_base` on
         self.audio_base = 0
         self.turn = 0  # TurnStarted count: the id of the turn in progress (or the last one)
-        self.finished_turn = 0  # the last turn ended
         self.turn_order = 0  # of the next final to emit
         self.next_partial_frame = 0
         self.partial_waiting = False
@@ -237,17 +242,12 @@ class RecognizerTranscriber:
                 self._final(decision.end_frame)
 
     def _final(self, end_frame: int, transcription: Transcription | None = None) -> None:
-        detector = self.detector
-        flags = detector.speech_flags[: end_frame - detector.start_frame]
         self.pending_finals += 1
-        self.lane.put_nowait(
-            replace(self._job("final", detector.start_frame, end_frame), transcription=transcription, flags=flags)
-        )
-        self.finished_turn = self.turn
+        self.lane.put_nowait(replace(self._job("final", self.detector.start_frame, end_frame), transcription=transcription))
 
     def _job(self, kind: str, start_frame: int, end_frame: int) -> _Job:
         flags = self.detector.speech_flags[: end_frame - start_frame]
-        return _Job(kind, self.turn, start_frame, end_frame, self._samples(start_frame, end_frame), list(flags))
+        return _Job(kind, self.turn, start_frame, end_frame, self._samples(start_frame, end_frame), flags)
 
     def _trim(self, frame: int) -> None:
         if frame > self.audio_base:
@@ -256,7 +256,7 @@ class RecognizerTranscriber:
 
     def _samples(self, start: int, end: int) -> np.ndarray:
         begin = (max(start, self.audio_base) - self.audio_base) * FRAME_BYTES
-        return np.frombuffer(bytes(self.audio[begin : (end - self.audio_base) * FRAME_BYTES]), dtype="<i2")
+        return np.frombuffer(self.audio[begin : (end - self.audio_base) * FRAME_BYTES], dtype="<i2")  # a copy
 
     # ------------------------------------------------------------ the lane
 
@@ -264,7 +264,7 @@ class RecognizerTranscriber:
         while (job := await self.lane.get()) is not None:
             if job.kind == "final":
                 await self._run_final(job)
-            elif job.turn > self.finished_turn or (job.turn == self.turn and self.detector.in_turn):
+            elif self._still_open(job.turn):
                 await self._run_partial(job)
             elif job.kind == "partial":
                 self.partial_waiting = False  # moot: its turn is already final

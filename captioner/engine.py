@@ -8,7 +8,6 @@ the dispatcher. It never waits on a plugin: emitting an event only queues it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -58,6 +57,11 @@ class Engine:
         finally:
             self.events.detach()
             self._run = None
+
+    @property
+    def current_settings(self) -> Settings:
+        """The settings in force: live changes (UpdateConfiguration) included."""
+        return self.settings if self._run is None else self._run.settings
 
     def stop(self) -> None:
         """End early and cleanly: stop sending audio, then wait for the last finals."""
@@ -111,8 +115,10 @@ class _Run:
         if attach is not None:
             attach(self.report)  # the source's survived problems (overflows) become on_error
         self.dispatcher.start()
+        meter = LevelMeter(source, self.dispatcher) if self.dispatcher.wants("on_audio_level") else None
         self.pump = AudioPump(
-            LevelMeter(source, self.dispatcher), max_seconds=self.settings.resend_seconds, on_loss=self.audio_lost
+            source, max_seconds=self.settings.resend_seconds, on_loss=self.audio_lost,
+            on_chunk=meter.feed if meter else None,
         )
         self.pump.start()
         failure: CaptionerError | None = None
@@ -165,11 +171,13 @@ class _Run:
                     await asyncio.sleep(delay)
                     continue
                 self.reconnects += 1
+                # Rewound now, not after the wait: audio dropped while waiting counts as lost.
+                resend_from = pump.rewind()
                 self.report(
                     CaptionError(
                         kind="connection",
                         message=f"{error}; reconnecting in {delay:.1f} s (attempt {backoff.failures}), "
-                        f"then resending {(pump.read_ms - pump.rewind()) / 1000:.1f} s of audio",
+                        f"then resending {(pump.read_ms - resend_from) / 1000:.1f} s of audio",
                         fatal=False,
                         code=error.code,
                     )
@@ -255,58 +263,41 @@ class _Run:
 
 
 class LevelMeter:
-    """Passes a source's chunks through, emitting `on_audio_level` about five times a second."""
+    """Measures the audio the pump reads, emitting `on_audio_level` about five times a second.
+
+    Made only when a plugin takes the event: measuring costs a float conversion per chunk
+    (a tenth of the client's CPU in the benchmark)."""
 
     EVERY_MS = 200
 
     def __init__(self, source: AudioSource, dispatcher: PluginDispatcher):
-        self.source = source
+        self.source = source  # asked whether it is paused
         self.dispatcher = dispatcher
-        self.sample_rate = source.sample_rate
-        self.chunk_ms = source.chunk_ms
-        self.description = source.description
-        # The pump reads these: a source that is not live (a fast replay) waits for the
-        # network instead of reading ahead, and `stop` must reach a waiting microphone.
-        self.live = getattr(source, "live", True)
+        self.every = max(1, self.EVERY_MS // source.chunk_ms)
+        self._start()
 
-    def stop(self) -> None:
-        stop = getattr(self.source, "stop", None)
-        if stop is not None:
-            stop()
+    def _start(self) -> None:
+        self.squares = self.peak = 0.0
+        self.samples = self.count = 0
 
-    async def chunks(self):
-        if not self.dispatcher.wants("on_audio_level"):
-            # Measuring costs a float conversion per chunk (a tenth of the client's CPU
-            # in the benchmark); with no plugin to show it, pass the audio straight on.
-            async with contextlib.aclosing(self.source.chunks()) as chunks:
-                async for chunk in chunks:
-                    yield chunk
-            return
-        every = max(1, self.EVERY_MS // self.chunk_ms)
-        squares = peak = 0.0
-        samples = count = 0
-        position_ms = 0
-        async with contextlib.aclosing(self.source.chunks()) as chunks:
-            async for chunk in chunks:
-                audio = np.frombuffer(chunk, dtype="<i2").astype(np.float32)
-                squares += float(np.dot(audio, audio))
-                peak = max(peak, float(np.abs(audio).max(initial=0)))
-                samples += len(audio)
-                count += 1
-                position_ms += len(audio) * 1000 // self.sample_rate
-                if count == every:
-                    self.dispatcher.emit(
-                        "on_audio_level",
-                        level=AudioLevel(
-                            at_ms=position_ms,
-                            rms_dbfs=_dbfs((squares / samples) ** 0.5),
-                            peak_dbfs=_dbfs(peak),
-                            paused=bool(getattr(self.source, "paused", False)),
-                        ),
-                    )
-                    squares = peak = 0.0
-                    samples = count = 0
-                yield chunk
+    def feed(self, chunk: bytes, end_ms: int) -> None:
+        """One chunk read, ending at `end_ms` on the meeting clock."""
+        audio = np.frombuffer(chunk, dtype="<i2").astype(np.float32)
+        self.squares += float(np.dot(audio, audio))
+        self.peak = max(self.peak, float(np.abs(audio).max(initial=0)))
+        self.samples += len(audio)
+        self.count += 1
+        if self.count == self.every:
+            self.dispatcher.emit(
+                "on_audio_level",
+                level=AudioLevel(
+                    at_ms=end_ms,
+                    rms_dbfs=_dbfs((self.squares / self.samples) ** 0.5),
+                    peak_dbfs=_dbfs(self.peak),
+                    paused=bool(getattr(self.source, "paused", False)),
+                ),
+            )
+            self._start()
 
 
 def _dbfs(amplitude: float) -> float:

@@ -30,15 +30,15 @@ class AudioPump:
         max_seconds: float = 60.0,
         ahead_seconds: float = 2.0,
         on_loss: Callable[[float, float], None] | None = None,
+        on_chunk: Callable[[bytes, int], None] | None = None,
     ):
         self.source = source
         self.sample_rate = source.sample_rate
-        self.chunk_ms = source.chunk_ms
-        self.description = source.description
         self.live = bool(getattr(source, "live", True))
         self.max_ms = max_seconds * 1000
         self.ahead_ms = ahead_seconds * 1000
         self.on_loss = on_loss  # (lost seconds now, lost seconds in all)
+        self.on_chunk = on_chunk  # (chunk, its end on the meeting clock): each chunk as it is read
         self.kept: collections.deque[tuple[int, bytes]] = collections.deque()  # (start ms, chunk)
         self.cursor = 0  # index in `kept` of the next chunk for the current session
         self.kept_bytes = 0
@@ -63,6 +63,8 @@ class AudioPump:
                     self.kept.append((self.read_ms, chunk))
                     self.kept_bytes += len(chunk)
                     self.read_ms += duration
+                    if self.on_chunk is not None:
+                        self.on_chunk(chunk, self.read_ms)
                     self._bound()
                     self._changed.set()
                     if not self.live:

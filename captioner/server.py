@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .protocol import v2, v3
+from .protocol import CODECS, v3
 from .protocol.messages import (
     Audio,
     Begin,
@@ -39,7 +39,7 @@ from .protocol.messages import (
 
 
 # Both protocols on one server, told apart by path, as the service does.
-CODECS_BY_PATH = {v3.PATH: v3, v2.PATH: v2}
+CODECS_BY_PATH = {codec.PATH: codec for codec in CODECS.values()}
 TOKEN_PATH = "/v3/token"
 
 
@@ -114,8 +114,6 @@ class ConnectionRecord:
 
     def sent_messages(self) -> list[dict]:
         """The JSON messages the server sent, decoded (malformed ones skipped)."""
-        import json
-
         messages = []
         for frame in self.frames:
             if frame.direction == "out" and isinstance(frame.data, str):

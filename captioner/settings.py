@@ -60,8 +60,8 @@ def find_api_key(environ: Mapping[str, str] = os.environ, env_file: Path = Path(
 @dataclass(frozen=True)
 class Settings:
     url: str = v3.DEFAULT_URL
-    backend: str = ""
-    credential_is_token: bool = False  # a temporary token (captioner token) rather than the API key  # said in the status line: "AssemblyAI", "the embedded moonshine recognizer ..."
+    backend: str = ""  # said in the status line: "AssemblyAI", "the embedded moonshine recognizer ..."
+    credential_is_token: bool = False  # a temporary token (captioner token) rather than the API key
     protocol: str = v3.NAME
     credential: Secret | None = None
     sample_rate: int = DEFAULT_SAMPLE_RATE

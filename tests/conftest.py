@@ -32,3 +32,55 @@ def cli(tmp_path):
         )
 
     return run
+
+
+class OnTerminal:
+    """`captioner ARGS...` with a pseudo-terminal for stdin and stdout, as a user runs it:
+    `press(key)` types a key, `read_for(seconds)` collects what it shows meanwhile."""
+
+    def __init__(self, *args: str, env: dict):
+        import pty
+
+        self.primary, secondary = pty.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "captioner", *args],
+            stdin=secondary, stdout=secondary, stderr=subprocess.PIPE, env=env,
+        )
+        os.close(secondary)
+        self.output = b""
+
+    def read_for(self, seconds: float) -> None:
+        import time
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                self.output += os.read(self.primary, 65536)
+            except OSError:
+                return
+
+    def press(self, key: bytes) -> None:
+        os.write(self.primary, key)
+
+    def close(self) -> None:
+        os.close(self.primary)
+
+
+def converse(url: str, frames, query: str = "sample_rate=16000", headers: dict | None = None, timeout: float = 20):
+    """Talk to a streaming server directly: send `frames`, then read every JSON message it
+    says until it closes. Returns (messages, close code, close reason)."""
+    import json
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    received = []
+    with connect(f"{url}?{query}", additional_headers=headers or {}) as ws:
+        try:
+            for frame in frames:
+                ws.send(frame)
+            while True:
+                received.append(json.loads(ws.recv(timeout=timeout)))
+        except ConnectionClosed:
+            pass
+    return received, ws.close_code, ws.close_reason

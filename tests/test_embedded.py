@@ -12,7 +12,6 @@ import jiwer
 import numpy as np
 import pytest
 import soundfile
-from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from captioner.embedded import EmbeddedServer
@@ -21,7 +20,7 @@ from captioner.recognizers.moonshine import MoonshineRecognizer
 from captioner.recognizers.pocketsphinx import PocketSphinxRecognizer
 from captioner.server import ServerLimits, ServerThread
 from captioner.settings import Settings
-from conftest import fixture
+from conftest import converse, fixture
 
 # Measured on these fixtures (see the issue note); the bounds leave room for noise
 # between machines, not for a broken pipeline.
@@ -120,19 +119,6 @@ def test_two_sessions_at_once_both_get_their_captions(servers):
 def pcm(name: str, ms: int | None = None) -> bytes:
     data = soundfile.read(fixture(f"{name}.wav"), dtype="int16")[0].tobytes()
     return data if ms is None else data[: ms * 32]
-
-
-def converse(url, frames, query="sample_rate=16000"):
-    received = []
-    with connect(f"{url}?{query}") as ws:
-        try:
-            for frame in frames:
-                ws.send(frame)
-            while True:
-                received.append(json.loads(ws.recv(timeout=20)))
-        except ConnectionClosed:
-            pass
-    return received, ws.close_code, ws.close_reason
 
 
 def chunks(data: bytes, size: int = 1600) -> list[bytes]:

@@ -12,7 +12,7 @@ from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptS
 from captioner.server import ServerLimits
 from captioner.testing.player import ScriptPlayer
 from captioner.protocol.messages import SessionParams
-from conftest import fixture
+from conftest import converse, fixture
 
 SCRIPT = TranscriptScript.from_dict(
     {
@@ -38,20 +38,6 @@ def server(request):
     options = {"limits": ServerLimits(chunk_ms=None), **getattr(request, "param", {})}
     with FakeServerThread(FakeStreamingServer(SCRIPT, **options)) as running:
         yield running
-
-
-def converse(url, frames, query="sample_rate=16000", headers=None):
-    """Send frames, then read everything the server says until it closes."""
-    received = []
-    with connect(f"{url}?{query}", additional_headers=headers or {}) as ws:
-        try:
-            for frame in frames:
-                ws.send(frame)
-            while True:
-                received.append(json.loads(ws.recv(timeout=10)))
-        except ConnectionClosed:
-            pass
-        return received, ws.close_code, ws.close_reason
 
 
 def turns(messages):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import soundfile
 from captioner.errors import AudioError, UsageError
 from captioner.microphone import DeviceInfo, InputDevice, MicrophoneSource, choose_device, choose_rate
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript
-from conftest import fixture
+from conftest import OnTerminal, fixture
 from captioner.testing.virtual_mic import VirtualMicrophone, VirtualMicrophoneUnavailable
 
 DEVICES = [
@@ -173,39 +172,24 @@ def test_a_microphone_that_disappears_keeps_the_finals_so_far(mic, tmp_path):
 def test_pause_sends_silence_and_keeps_the_session(mic):
     script = TranscriptScript.load(fixture("hello.json"))
     with FakeServerThread(FakeStreamingServer(script)) as server:
-        primary, secondary = pty.openpty()
-        env = {**mic.env, "COLUMNS": "120", "TERM": "xterm"}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "captioner", "run", "--device", "pulse", "--url", server.url, "-q"],
-            stdin=secondary, stdout=secondary, stderr=subprocess.PIPE, env=env,
-        )
-        os.close(secondary)
-        output = b""
-
-        def read_for(seconds):
-            nonlocal output
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                try:
-                    output += os.read(primary, 65536)
-                except OSError:
-                    return
-
-        read_for(2)
+        terminal = OnTerminal("run", "--device", "pulse", "--url", server.url, "-q",
+                              env={**mic.env, "COLUMNS": "120", "TERM": "xterm"})
+        terminal.read_for(2)
         player = mic.play(fixture("hello.wav"))  # speech while paused: none of it may be sent
-        os.write(primary, b"p")
-        read_for(1.5)
+        terminal.press(b"p")
+        terminal.read_for(1.5)
         paused_at = len(server.connections[0].audio)
         player.wait(timeout=30)
-        read_for(0.5)
+        terminal.read_for(0.5)
         paused_until = len(server.connections[0].audio)
-        os.write(primary, b"p")
-        read_for(1)
-        os.write(primary, b"q")
-        read_for(3)
-        assert process.wait(timeout=30) == 0
+        terminal.press(b"p")
+        terminal.read_for(1)
+        terminal.press(b"q")
+        terminal.read_for(3)
+        assert terminal.process.wait(timeout=30) == 0
         record = server.connections[0]
-    text = output.decode(errors="ignore")
+    terminal.close()
+    text = terminal.output.decode(errors="ignore")
     assert "mic paused (p resumes)" in text and "mic " in text
     paused = np.frombuffer(bytes(record.audio[paused_at:paused_until]), "<i2")
     assert len(paused) > 3 * 16000 and not paused.any()  # seconds of speech, sent as silence

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import subprocess
-import sys
-import time
 from urllib.parse import parse_qs
 
 import pytest
@@ -15,7 +11,7 @@ import pytest
 from captioner import hookimpl
 from captioner.settings import Settings
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript
-from conftest import fixture
+from conftest import OnTerminal, fixture
 
 SCRIPT = TranscriptScript.load(fixture("meeting.json"))
 
@@ -100,38 +96,22 @@ def test_unknown_protocol_is_one_line(cli):
 
 def test_keys_end_the_turn_and_change_the_silence_live():
     with fake() as server:
-        primary, secondary = pty.openpty()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "captioner", "replay", str(fixture("meeting.wav")), "--url", server.url,
-             "--speed", "2", "-q"],
-            stdin=secondary, stdout=secondary, stderr=subprocess.PIPE, env={**os.environ, "TERM": "xterm"},
-        )
-        os.close(secondary)
-        output = b""
-
-        def read_for(seconds):
-            nonlocal output
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                try:
-                    output += os.read(primary, 65536)
-                except OSError:
-                    return
-
-        read_for(3)
-        os.write(primary, b"e")
-        read_for(0.5)
-        os.write(primary, b"]")
-        read_for(0.5)
-        os.write(primary, b"q")
-        read_for(3)
-        assert process.wait(timeout=60) == 0
+        terminal = OnTerminal("replay", str(fixture("meeting.wav")), "--url", server.url, "--speed", "2", "-q",
+                              env={**os.environ, "TERM": "xterm"})
+        terminal.read_for(3)
+        terminal.press(b"e")
+        terminal.read_for(0.5)
+        terminal.press(b"]")
+        terminal.read_for(0.5)
+        terminal.press(b"q")
+        terminal.read_for(3)
+        assert terminal.process.wait(timeout=60) == 0
         controls = [json.loads(frame) for frame in server.connections[0].received(str)]
-    os.close(primary)
+    terminal.close()
     assert {"type": "ForceEndpoint"} in controls
     assert {"type": "UpdateConfiguration", "max_turn_silence": 1480} in controls
     # On a terminal the live view shows the message above the captions.
-    assert b"turns now end after 1480 ms of silence at most" in output
+    assert b"turns now end after 1480 ms of silence at most" in terminal.output
 
 
 # ------------------------------------------------------------------ temporary tokens

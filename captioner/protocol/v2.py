@@ -17,10 +17,9 @@ import binascii
 import json
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlunsplit
 
 from ..errors import ProtocolError
-from ..urls import redact_url
 from . import v3
 from .messages import (
     Audio,
@@ -36,7 +35,6 @@ from .messages import (
     Termination,
     TurnUpdate,
     UpdateConfiguration,
-    WireWord,
 )
 
 NAME = "v2"
@@ -44,20 +42,14 @@ PATH = "/v2/realtime/ws"
 DEFAULT_URL = "wss://api.assemblyai.com/v2/realtime/ws"
 SessionRejected = v3.SessionRejected
 InvalidClientMessage = v3.InvalidClientMessage
+auth_headers = v3.auth_headers  # the same handshake header
 
 
 # ---------------------------------------------------------------- client side
 
 
 def connect_url(base_url: str, params: SessionParams) -> str:
-    try:
-        parts = urlsplit(base_url)
-        parts.port
-    except ValueError:
-        raise ProtocolError(f"not a valid URL: {redact_url(base_url)}") from None
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ProtocolError(f"not a WebSocket URL (ws:// or wss://): {redact_url(base_url)}")
-    path = parts.path if parts.path not in ("", "/") else PATH
+    parts, path = v3.websocket_url_parts(base_url, PATH)
     query = dict(parse_qsl(parts.query))
     query["sample_rate"] = str(params.sample_rate)
     query["encoding"] = params.encoding
@@ -67,8 +59,6 @@ def connect_url(base_url: str, params: SessionParams) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
 
 
-def auth_headers(credential: str | None) -> dict[str, str]:
-    return {"Authorization": credential} if credential else {}
 
 
 def encode_client(message: ClientMessage) -> bytes | str:
@@ -105,7 +95,7 @@ def decode_server(frame: str | bytes) -> ServerMessage:
         return TurnUpdate(
             turn_order=v3._int(data, "audio_start"),
             transcript=v3._text(data, "text"),
-            words=tuple(_word(word) for word in words),
+            words=tuple(v3._word(word) for word in words),  # the same word objects
             end_of_turn=final,
             is_formatted=final and bool(data.get("text_formatted", data.get("punctuated", False))),
             end_of_turn_confidence=v3._number(data, "confidence", 0.0),
@@ -119,27 +109,13 @@ def decode_server(frame: str | bytes) -> ServerMessage:
     return Ignored(kind)  # SessionInformation, and anything new
 
 
-def _word(data: Any) -> WireWord:
-    if not isinstance(data, dict):
-        raise ProtocolError("a word is not an object")
-    start, end = v3._int(data, "start"), v3._int(data, "end")
-    if end < start:
-        raise ProtocolError(f"word ends before it starts ({start} > {end})")
-    return WireWord(v3._text(data, "text"), start, end, v3._number(data, "confidence", 1.0))
-
-
 # ---------------------------------------------------------------- server side
 
 
 def parse_query(query: str) -> SessionParams:
     raw = dict(parse_qsl(query, keep_blank_values=True))
     raw.pop("token", None)  # checked by the server, not a setting
-    try:
-        sample_rate = int(raw.pop("sample_rate"))
-    except (KeyError, ValueError):
-        raise SessionRejected(4000, "Sample rate must be a positive integer") from None
-    if sample_rate <= 0:
-        raise SessionRejected(4000, "Sample rate must be a positive integer")
+    sample_rate = v3.pop_sample_rate(raw)
     encoding = raw.pop("encoding", "pcm_s16le")
     if encoding not in ("pcm_s16le", "pcm_mulaw"):
         raise SessionRejected(4000, f"Invalid encoding: {v3._preview(encoding)}")

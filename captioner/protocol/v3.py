@@ -12,7 +12,7 @@ import json
 import math
 from datetime import datetime, timezone
 from typing import Any, Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ProtocolError
 from ..urls import redact_url
@@ -76,6 +76,15 @@ class InvalidClientMessage(ProtocolError):
 
 def connect_url(base_url: str, params: SessionParams) -> str:
     """The URL to open: `base_url` (its path defaults to /v3/ws) plus the session query."""
+    parts, path = websocket_url_parts(base_url, PATH)
+    query = dict(parse_qsl(parts.query))
+    query.update(_query_values(params))
+    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
+
+
+def websocket_url_parts(base_url: str, default_path: str) -> tuple[SplitResult, str]:
+    """A ws:// or wss:// URL's parts and its path (`default_path` when it has none), or
+    one clear ProtocolError; shared by every protocol's client."""
     try:
         parts = urlsplit(base_url)
         parts.port  # raises ValueError for a port that is not a number from 0 to 65535
@@ -83,10 +92,7 @@ def connect_url(base_url: str, params: SessionParams) -> str:
         raise ProtocolError(f"not a valid URL: {redact_url(base_url)}") from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ProtocolError(f"not a WebSocket URL (ws:// or wss://): {redact_url(base_url)}")
-    path = parts.path if parts.path not in ("", "/") else PATH
-    query = dict(parse_qsl(parts.query))
-    query.update(_query_values(params))
-    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
+    return parts, parts.path if parts.path not in ("", "/") else default_path
 
 
 def _query_values(params: SessionParams) -> dict[str, str]:
@@ -191,12 +197,7 @@ def _word(data: Any) -> WireWord:
 def parse_query(query: str) -> SessionParams:
     """The session settings from a connection's query string, as the service reads them."""
     raw = dict(parse_qsl(query, keep_blank_values=True))
-    try:
-        sample_rate = int(raw.pop("sample_rate"))
-    except (KeyError, ValueError):
-        raise SessionRejected(4000, "Sample rate must be a positive integer") from None
-    if sample_rate <= 0:
-        raise SessionRejected(4000, "Sample rate must be a positive integer")
+    sample_rate = pop_sample_rate(raw)
     encoding = raw.pop("encoding", "pcm_s16le")
     if encoding not in ALL_ENCODINGS:
         raise SessionRejected(3006, f"Invalid encoding: {_preview(encoding)}")
@@ -222,6 +223,17 @@ def parse_query(query: str) -> SessionParams:
         raise SessionRejected(3006, f"Input validation error: {error}") from None
 
 
+def pop_sample_rate(raw: dict[str, str]) -> int:
+    """The query's sample_rate, removed from `raw`; refused (4000) as the service does."""
+    try:
+        sample_rate = int(raw.pop("sample_rate"))
+    except (KeyError, ValueError):
+        raise SessionRejected(4000, "Sample rate must be a positive integer") from None
+    if sample_rate <= 0:
+        raise SessionRejected(4000, "Sample rate must be a positive integer")
+    return sample_rate
+
+
 def _query_bool(value: str) -> bool:
     lowered = value.lower()
     if lowered in ("true", "1"):
@@ -229,6 +241,16 @@ def _query_bool(value: str) -> bool:
     if lowered in ("false", "0", ""):
         return False
     raise ValueError(f"not a boolean: {value!r}")
+
+
+def value_fits(expected: type, value: Any) -> bool:
+    """Whether `value` has the JSON type an UPDATABLE setting takes: a float setting takes
+    any number; a bool is neither an int nor a float."""
+    if isinstance(value, bool):
+        return expected is bool
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
 
 
 def decode_client(frame: str | bytes) -> ClientMessage:
@@ -252,10 +274,7 @@ def decode_client(frame: str | bytes) -> ClientMessage:
             expected = UPDATABLE.get(key)
             if expected is None:
                 continue  # unknown settings are ignored
-            ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-            if expected is float:
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok:
+            if not value_fits(expected, value):
                 raise InvalidClientMessage(4101, f"{key} must be {expected.__name__}")
         return UpdateConfiguration(params)
     raise InvalidClientMessage(4101, f"unknown message type: {_preview(kind)}")

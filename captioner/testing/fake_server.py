@@ -86,7 +86,8 @@ class ScriptTranscriber:
         self.bytes_per_ms = params.sample_rate * 2 / 1000
         self.received = 0
         self.reference = reference if reference is not None and params.sample_rate == 16000 else None
-        self.heard = bytearray()  # received audio, kept until it is placed
+        self.silence_bytes = 0  # received before the first sound
+        self.heard = bytearray()  # received from the first sound on, kept until it is placed
         self.settings: dict = {}  # UpdateConfiguration received before that
         self.player: ScriptPlayer | None = None if self.reference is not None else ScriptPlayer(script, params)
 
@@ -95,16 +96,22 @@ class ScriptTranscriber:
             self.emit(update)
 
     def _place(self, pcm: bytes) -> None:
+        if not self.heard:  # only silence so far: look for the first sound in this chunk alone
+            sound = np.flatnonzero(np.frombuffer(pcm, dtype="<i2"))
+            if not len(sound):
+                self.silence_bytes += len(pcm)
+                return
+            first = 2 * int(sound[0])
+            self.silence_bytes += first
+            pcm = pcm[first:]
         self.heard += pcm
-        sound = np.flatnonzero(np.frombuffer(bytes(self.heard), dtype="<i2"))
-        first = int(sound[0]) if len(sound) else None
-        if first is None or len(self.heard) - 2 * first < self.PROBE_BYTES:
-            return  # silence so far, or too little sound to place
-        probe = bytes(self.heard[2 * first : 2 * first + self.PROBE_BYTES])
+        if len(self.heard) < self.PROBE_BYTES:
+            return  # too little sound to place
+        probe = bytes(self.heard[: self.PROBE_BYTES])
         position = self.reference.find(probe)
         while position > 0 and position % 2:  # a match must fall on a sample
             position = self.reference.find(probe, position + 1)
-        origin = (position - 2 * first) / 32 if position >= 0 else 0
+        origin = (position - self.silence_bytes) / self.bytes_per_ms if position >= 0 else 0
         self.player = ScriptPlayer(self.script, self.params, origin_ms=max(0.0, origin))
         self.player.update(self.settings)
         self.heard = bytearray()

@@ -34,7 +34,7 @@ import soundfile
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))  # the benchmark's timing helpers, measured the same way
 
-from measure import FIXTURES, cpu_seconds, delays, memory_mb, replay_timed  # noqa: E402
+from measure import FIXTURES, cpu_seconds, delays, memory_mb, replay_timed, words  # noqa: E402
 
 from captioner.testing import TranscriptScript  # noqa: E402
 CLIPS = ["meeting", "hello", "weather", "mute"]
@@ -51,7 +51,7 @@ def normalised_words(text: str) -> list[str]:
 
     text = re.sub(r"\d+(?:[.,]\d+)*", lambda m: " " + num2words(float(m[0].replace(",", ""))
                                                               if "." in m[0] else int(m[0].replace(",", ""))) + " ", text)
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
+    return words(text)  # then as the benchmark normalises
 
 
 def wer(reference: str, hypothesis: str) -> float:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from captioner.embedded import default_decode_workers
 from captioner.recognizers import SAMPLE_RATE, RecognizedWord, RecognizerUnavailable, Transcription
 
 NAME = "faster-whisper"
@@ -64,7 +65,7 @@ class WhisperRecognizer:
         # One replica per decode worker, as captioner.embedded.DecodePool sizes its pool,
         # and by default no more threads in all than cores: oversubscribed, CTranslate2's
         # threads slow each other down (measured: final delays up to 6 s instead of 3).
-        workers = int(option("decode_workers") or min(2, os.cpu_count() or 1))
+        workers = int(option("decode_workers") or default_decode_workers())
         threads = int(option("whisper_threads") or max(1, (os.cpu_count() or 1) // workers))
         try:
             self.model = WhisperModel(

@@ -18,7 +18,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from captioner import UsageError, hookimpl
+from captioner import UsageError, hookimpl, open_output
 
 from .render import markdown_path, read_log, render_markdown
 
@@ -71,21 +71,13 @@ def configure(config):
 
 class MeetingLog:
     def __init__(self, path: Path):
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.is_dir():
-            raise UsageError(f"--log {path}: the directory {parent} does not exist")
-        if path.is_dir():
-            raise UsageError(f"--log {path}: is a directory")
         self.path = path
         self.offset_ms = 0
-        if path.is_file() and path.stat().st_size:
+        if path.is_file() and path.stat().st_size:  # appending: the same meeting goes on after a gap
             previous = read_log(path)
             ends = [f.get("end_ms") or 0 for f in previous.finals]
             self.offset_ms = max(ends, default=0) + MEETING_GAP_MS
-        try:
-            self.file = open(path, "a", encoding="utf-8")
-        except OSError as error:
-            raise UsageError(f"--log {path}: cannot write it ({error.strerror or error})") from None
+        self.file = open_output(path, "--log", mode="a")
 
     def _append(self, entry: dict) -> None:
         self.file.write(json.dumps(entry, ensure_ascii=False) + "\n")

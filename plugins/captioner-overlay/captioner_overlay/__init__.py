@@ -95,39 +95,35 @@ def parse_address(spec: str) -> tuple[str, int]:
 class Overlay:
     """The plugin for one run: hands every event to the overlay's loop, and returns.
 
-    Its hooks run on this plugin's own worker thread (captioner's dispatcher), so the
-    only cost to captioner is one `call_soon_threadsafe` per event.
+    Its event hooks are coroutines, so captioner's dispatcher runs them on its own loop
+    with no thread hop: the only cost to captioner is one `call_soon_threadsafe` per event.
     """
 
     def __init__(self, thread: OverlayThread):
         self.thread = thread
 
-    @property
-    def server(self) -> OverlayServer:
-        return self.thread.server
-
     @hookimpl
-    def on_session_begin(self, session):
+    async def on_session_begin(self, session):
         self.thread.publish("on_session_begin", session)
 
     @hookimpl
-    def on_partial(self, turn):
+    async def on_partial(self, turn):
         self.thread.publish("on_partial", turn)
 
     @hookimpl
-    def on_final(self, turn):
+    async def on_final(self, turn):
         self.thread.publish("on_final", turn)
 
     @hookimpl
-    def on_translation(self, translation):
+    async def on_translation(self, translation):
         self.thread.publish("on_translation", translation)
 
     @hookimpl
-    def on_error(self, error):
+    async def on_error(self, error):
         self.thread.publish("on_error", error)
 
     @hookimpl
-    def on_session_end(self, summary):
+    def on_session_end(self, summary):  # plain: it blocks in stop(), so on its worker thread
         self.thread.publish("on_session_end", summary)
         # Viewers get the last captions and "ended"; a viewer that cannot take them
         # within FINISH_SECONDS is cut off, well within the dispatcher's 10 s for plugins.

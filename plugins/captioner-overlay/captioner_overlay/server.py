@@ -74,7 +74,6 @@ class Viewer:
         self.outbox: deque[tuple[str, str]] = deque()
         self.ready = asyncio.Event()
         self.closing = False
-        self.dropped = False
 
     @property
     def address(self) -> str:
@@ -128,8 +127,6 @@ class OverlayServer:
         self.board = CaptionBoard(history)
         self.report = report or (lambda message: None)
         self.viewers: set[Viewer] = set()
-        self.dropped = 0
-        self.served = 0  # viewers that connected, over the whole run
         self._server: Server | None = None
         self._handlers: set[asyncio.Task] = set()
         static = resources.files(__package__) / "static"
@@ -168,8 +165,6 @@ class OverlayServer:
 
     def _drop(self, viewer: Viewer) -> None:
         self.viewers.discard(viewer)
-        viewer.dropped = True
-        self.dropped += 1
         # No closing handshake: a viewer that does not read would not read that either.
         viewer.websocket.transport.abort()
         self.report(
@@ -230,7 +225,6 @@ class OverlayServer:
         if self._server is None or not self._server.is_serving():
             viewer.close_when_sent()  # connected as the run ended: the history, then goodbye
         self.viewers.add(viewer)
-        self.served += 1
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)

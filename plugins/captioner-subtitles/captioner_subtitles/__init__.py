@@ -18,7 +18,7 @@ import webvtt
 import webvtt.vtt
 from webvtt.models import Timestamp
 
-from captioner import UsageError, hookimpl
+from captioner import UsageError, hookimpl, open_output
 
 from .cues import CueRules, distribute, split_cues
 
@@ -61,25 +61,12 @@ def _at_least(value, minimum, flag):
     return value
 
 
-def open_output(path: Path, flag: str, mode: str = "w"):
-    """Open an output file now, before any audio is sent: one clear line if it cannot work."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"{flag} {path}: the directory {parent} does not exist")
-    if path.is_dir():
-        raise UsageError(f"{flag} {path}: is a directory")
-    try:
-        return open(path, mode, encoding="utf-8", newline="\n")  # UTF-8, and no BOM
-    except OSError as error:
-        raise UsageError(f"{flag} {path}: cannot write it ({error.strerror or error})") from None
-
-
 class Track:
     """One open caption file, SubRip or WebVTT."""
 
-    def __init__(self, path: Path, kind: str, flag: str = ""):
+    def __init__(self, path: Path, kind: str):
         self.path, self.kind = path, kind
-        self.file = open_output(path, flag or f"--{kind}")
+        self.file = open_output(path, f"--{kind}")
         self.count = 0
         if kind == "vtt":
             self.file.write("WEBVTT\n\n")
