@@ -65,7 +65,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# Options whose value is an opaque string that may begin with "-" (a temporary
+# token is random URL-safe text): argparse would take "--token -x" for two
+# options, so the value is attached ("--token=-x") before parsing.
+OPAQUE_VALUE_OPTIONS = ("--token",)
+
+
+def attach_opaque_values(argv: list[str]) -> list[str]:
+    attached: list[str] = []
+    arguments = iter(argv)
+    for argument in arguments:
+        if argument == "--":
+            attached.append(argument)
+            attached.extend(arguments)
+        elif argument in OPAQUE_VALUE_OPTIONS:
+            value = next(arguments, None)
+            attached.append(argument if value is None else f"{argument}={value}")
+        else:
+            attached.append(argument)
+    return attached
+
+
 def run(argv: list[str]) -> int:
+    argv = attach_opaque_values(argv)
     early = _plugin_selection_parser(add_help=False).parse_known_args(argv)[0]
     pm = build_plugin_manager(modules=early.plugins or (), disabled=early.disabled or ())
     parser = build_parser(pm)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from urllib.parse import parse_qs
 
 import pytest
@@ -135,6 +136,15 @@ def test_token_made_with_the_key_then_used_instead_of_it(cli):
         refused = cli("replay", str(fixture("hello.wav")), "--url", server.url, "--fast", "--token", "made-up")
         assert refused.returncode == 3 and "4001 (not authorized)" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_a_token_that_begins_with_a_dash_is_taken_as_the_value(cli):
+    # Tokens are random URL-safe text, so about one in 64 begins with "-".
+    with fake(api_key="the-real-key") as server:
+        server.tokens["-Zx_token"] = time.time() + 60
+        used = cli("replay", str(fixture("hello.wav")), "--url", server.url, "--fast", "-q", "--token", "-Zx_token")
+        assert used.returncode == 0, used.stderr
+        assert server.connections[-1].headers["Authorization"] == "-Zx_token"
 
 
 @pytest.mark.parametrize("env, code, message", [
