@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -72,9 +71,10 @@ class Engine:
         """Send ForceEndpoint or UpdateConfiguration to the current session, now."""
         if self._run is None or self._run.session is None:
             return False
-        if isinstance(message, UpdateConfiguration):
+        sent = self._run.session.control(message)
+        if sent and isinstance(message, UpdateConfiguration):
             self._run.apply_update(message.params)
-        return self._run.session.control(message)
+        return sent
 
 
 class _Run:
@@ -103,9 +103,10 @@ class _Run:
 
     def apply_update(self, params: dict) -> None:
         """Live settings also hold for the sessions a reconnect starts."""
-        changes = {key: params[key] for key in ("min_turn_silence", "max_turn_silence", "format_turns") if key in params}
-        if changes:
-            self.settings = replace(self.settings, **changes)
+        self.settings = self.settings.with_update(params)
+        # Formatting switched on: from now on the formatted twin is the final; switched
+        # off: no twin will come, so none is waited for.
+        self.assembler.wait_for_formatted = self.settings.format_turns
 
     async def caption(self, source: AudioSource) -> SessionSummary:
         if source.sample_rate != self.settings.sample_rate:

@@ -78,6 +78,30 @@ class Settings:
     keyterms: tuple[str, ...] = ()
     language: str | None = None  # e.g. "es": v3 language_codes
     speech_model: str | None = None  # e.g. "universal-streaming-multilingual"
+    # Live changes (UpdateConfiguration) without a field of their own, e.g. prompt or
+    # language_codes: a reconnect asks for them again in the query. Never hashed.
+    updated: dict = field(default_factory=dict)
+
+    def with_update(self, params: Mapping) -> Settings:
+        """These settings after a live UpdateConfiguration, so that the sessions a reconnect
+        starts ask for the same. v2 changes only the end-of-utterance silence live, so only
+        that is kept for it."""
+        fields: dict = {}
+        updated = dict(self.updated)
+        for key, value in params.items():
+            if key == "min_end_of_turn_silence_when_confident":
+                key = "min_turn_silence"  # the old name of the same setting
+            if key in ("min_turn_silence", "max_turn_silence"):
+                fields[key] = value
+            elif self.protocol != v3.NAME:
+                continue
+            elif key == "format_turns":
+                fields[key] = value
+            elif key == "keyterms_prompt":
+                fields["keyterms"] = tuple(value)
+            else:
+                updated[key] = value
+        return replace(self, **fields, updated=updated)
 
     def session_params(self) -> SessionParams:
         extra: dict = {}
@@ -85,6 +109,7 @@ class Settings:
             extra["language_codes"] = [self.language]
         if self.speech_model:
             extra["speech_model"] = self.speech_model
+        extra.update(self.updated)
         return SessionParams(
             sample_rate=self.sample_rate,
             format_turns=self.format_turns,

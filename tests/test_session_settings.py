@@ -11,7 +11,7 @@ import pytest
 
 from captioner import hookimpl
 from captioner.settings import Settings
-from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript
+from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript, drop_at
 from conftest import OnTerminal, fixture
 
 SCRIPT = TranscriptScript.load(fixture("meeting.json"))
@@ -60,6 +60,35 @@ def test_a_live_change_sends_update_configuration_with_json_types(replay):
     assert {"type": "ForceEndpoint"} in controls
     update = next(c for c in controls if c["type"] == "UpdateConfiguration")
     assert all(type(update[key]) is int for key in ("min_turn_silence", "max_turn_silence"))
+
+
+class ChangesEverythingAfterTheSecondFinal(ChangesSettingsAfterTheSecondFinal):
+    @hookimpl
+    def on_final(self, turn):
+        self.finals += 1
+        if self.finals == 2:
+            self.events.update_configuration(max_turn_silence=900, keyterms_prompt=["Moonshine"],
+                                             language_codes=["es"], prompt="a stand-up", format_turns=True)
+
+
+def test_live_changes_hold_for_the_session_a_reconnect_starts(replay):
+    # Paced at 4x, the second final (about 10 s of audio) comes seconds before the drop.
+    result = replay(fixture("meeting.wav"), plugins=[ChangesEverythingAfterTheSecondFinal()], options={},
+                    speed=4, faults=[drop_at(20_000)])
+    assert result.error is None
+    first, second = result.server.connections[:2]
+    assert any(json.loads(frame)["type"] == "UpdateConfiguration" for frame in first.received(str))
+    before, after = parse_qs(first.query), parse_qs(second.query)
+    assert "keyterms_prompt" not in before and "language_codes" not in before and "prompt" not in before
+    assert json.loads(after["keyterms_prompt"][0]) == ["Moonshine"]
+    assert json.loads(after["language_codes"][0]) == ["es"]
+    assert after["prompt"] == ["a stand-up"] and after["max_turn_silence"] == ["900"]
+    assert after["format_turns"] == ["True"]
+    # Formatting switched on mid-meeting: later finals are the formatted ones, each once.
+    texts = result.final_texts
+    assert texts[-1] == " ".join(word.formatted for word in SCRIPT.turns[-1].words)
+    assert texts[0] == SCRIPT.finals[0]
+    assert len(texts) == len(set(texts)) == len(SCRIPT.turns)
 
 
 def test_a_live_change_changes_the_local_servers_turns(replay):
@@ -208,3 +237,10 @@ def test_a_bad_config_file_is_one_line_naming_file_line_and_key(cli, tmp_path, t
     assert result.returncode == 2, result.stdout
     (line,) = result.stderr.strip().splitlines()
     assert message in line and str(config) in line
+
+
+def test_a_v2_session_keeps_only_the_silence_it_can_change_live():
+    v2 = Settings(protocol="v2").with_update({"max_turn_silence": 700, "keyterms_prompt": ["x"], "prompt": "p"})
+    assert (v2.max_turn_silence, v2.keyterms, v2.updated) == (700, (), {})
+    v3 = Settings().with_update({"min_end_of_turn_silence_when_confident": 200, "vad_threshold": 0.3})
+    assert v3.min_turn_silence == 200 and v3.session_params().extra == {"vad_threshold": 0.3}
