@@ -26,7 +26,7 @@ from . import __version__
 from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE, WavReplaySource
 from .engine import Engine
 from .errors import AuthError, CaptionerError, ConnectionFailed, UsageError
-from .plugins import build_plugin_manager, configure_plugins, describe_plugins
+from .plugins import blamed_on, build_plugin_manager, configure_plugins, describe_plugins
 from .errors import ProtocolError
 from .protocol import CODECS, codec, v3
 from .protocol.messages import ForceEndpoint, UpdateConfiguration
@@ -224,13 +224,8 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     fake.set_defaults(command_function=command_fake_server)
 
     for impl in pm.hook.register_commands.get_hookimpls():
-        try:
+        with blamed_on(impl.plugin_name, "add its commands"):
             impl.function(commands=commands)
-        except Exception as error:
-            raise UsageError(
-                f"plugin {impl.plugin_name} failed to add its commands: {type(error).__name__}: {error}; "
-                f"skip it with --disable-plugin {impl.plugin_name}"
-            ) from None
     return parser
 
 
@@ -294,13 +289,8 @@ def _with_plugin_options(pm: pluggy.PluginManager, command: str, core: list) -> 
     for impl in pm.hook.add_options.get_hookimpls():
         group = parser.add_argument_group(f"plugin {impl.plugin_name}")
         arguments = {"parser": group, "command": command}
-        try:
+        with blamed_on(impl.plugin_name, "add its options"):
             impl.function(**{name: arguments[name] for name in impl.argnames})
-        except Exception as error:
-            raise UsageError(
-                f"plugin {impl.plugin_name} failed to add its options: {type(error).__name__}: {error}; "
-                f"skip it with --disable-plugin {impl.plugin_name}"
-            ) from None
     return parser
 
 

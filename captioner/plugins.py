@@ -16,8 +16,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import pluggy
 
@@ -147,17 +148,26 @@ def _version_of(plugin: object, owners: Mapping[str, list[str]]) -> str | None:
     return None
 
 
+@contextmanager
+def blamed_on(plugin: str, failing_to: str) -> Iterator[None]:
+    """A plugin's crash while captioner starts becomes one line that names the plugin and
+    says how to skip it; its own UsageError passes through as it is."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as error:
+        raise UsageError(
+            f"plugin {plugin} failed to {failing_to}: {type(error).__name__}: {error}; "
+            f"skip it with --disable-plugin {plugin}"
+        ) from None
+
+
 def configure_plugins(pm: pluggy.PluginManager, config) -> None:
     """Call each plugin's `configure`; a UsageError (or a crash) stops before any audio."""
     for impl in pm.hook.configure.get_hookimpls():
-        try:
+        with blamed_on(impl.plugin_name, "start"):
             impl.function(config=config)
-        except UsageError:
-            raise
-        except Exception as error:
-            raise UsageError(
-                f"plugin {impl.plugin_name} failed to start: {type(error).__name__}: {error}"
-            ) from None
 
 
 @dataclass(frozen=True)
@@ -180,14 +190,8 @@ def collect_registrations(pm: pluggy.PluginManager, hook: str, what: str) -> dic
                 raise UsageError(f"{what} {name!r} is registered twice ({found[name].plugin}, {_plugin})")
             found[name] = Registration(name, factory, description, _plugin)
 
-        try:
+        with blamed_on(impl.plugin_name, f"register {what}s"):
             impl.function(register=register)
-        except UsageError:
-            raise
-        except Exception as error:
-            raise UsageError(
-                f"plugin {impl.plugin_name} failed to register {what}s: {type(error).__name__}: {error}"
-            ) from None
     return found
 
 
