@@ -71,18 +71,20 @@ class DecodePool:
         self._local = threading.local()
         self.busy = 0  # decodes queued or running
 
-    def _decode(self, audio: np.ndarray) -> tuple[Transcription, float]:
+    def _decode(self, audio: np.ndarray, partial: bool) -> tuple[Transcription, float]:
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
             decoder = self._local.decoder = self.recognizer.new_decoder()
+        transcribe = getattr(decoder, "transcribe_partial", decoder.transcribe) if partial else decoder.transcribe
         started = time.perf_counter()
-        return decoder.transcribe(audio), time.perf_counter() - started
+        return transcribe(audio), time.perf_counter() - started
 
-    async def transcribe(self, audio: np.ndarray) -> tuple[Transcription, float]:
-        """The transcription, and the seconds the decode took."""
+    async def transcribe(self, audio: np.ndarray, partial: bool = False) -> tuple[Transcription, float]:
+        """The transcription, and the seconds the decode took. A partial's audio is the turn
+        so far: a streaming decoder may go on from where the last partial left off."""
         self.busy += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._decode, audio)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._decode, audio, partial)
         finally:
             self.busy -= 1
 
@@ -273,7 +275,7 @@ class RecognizerTranscriber:
         transcription = job.transcription
         try:
             if transcription is None:
-                transcription, cost = await self.pool.transcribe(job.audio)
+                transcription, cost = await self.pool.transcribe(job.audio, partial=True)
                 # Bound the CPU partials take: after a decode of `cost` s, rest cost/share s.
                 self.partial_ready_at = time.monotonic() + cost / self.settings.partial_cpu_share
         finally:

@@ -132,6 +132,28 @@ def chunks(data: bytes, size: int = 1600) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
+def test_pocketsphinx_decodes_a_growing_turn_once_with_the_words_of_a_whole_decode():
+    turn = np.frombuffer(pcm("meeting", 3900), dtype="<i2")  # "good morning ... planning meeting"
+    whole = PocketSphinxRecognizer()
+    expected = whole.new_decoder().transcribe(turn)
+    growing = PocketSphinxRecognizer()
+    decoders = [growing.new_decoder(), growing.new_decoder()]  # two worker threads
+    ends = list(range(8000, len(turn), 8000))
+    partials = [decoders[i % 2].transcribe_partial(turn[:end]) for i, end in enumerate(ends)]
+    final = decoders[len(ends) % 2].transcribe(turn)
+    assert growing.samples_fed == len(turn)  # each sample once, whichever thread decoded
+    assert [w.text for w in final.words] == [w.text for w in expected.words] and len(final.words) >= 8
+    assert all(abs(a.start - b.start) <= 0.05 for a, b in zip(final.words, expected.words))
+    assert len(partials[-1].words) > len(partials[0].words)
+    # Another turn on the same decoder starts a new utterance; a final whose audio stops
+    # before the last partial's (speech ended, silence went on) keeps only its own words.
+    other = np.frombuffer(pcm("hello"), dtype="<i2")
+    decoders[0].transcribe_partial(other[:48000])
+    cut = decoders[1].transcribe(other[:24000])
+    assert cut.words and max(w.end for w in cut.words) <= 1.5
+    assert growing.samples_fed == len(turn) + 48000
+
+
 def test_force_endpoint_and_update_configuration(servers):
     audio = chunks(pcm("meeting", 3000))  # mid-way through the first sentence
     frames = [json.dumps({"type": "UpdateConfiguration", "max_turn_silence": 700})] + audio

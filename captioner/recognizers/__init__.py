@@ -5,7 +5,8 @@ A plugin implements `register_recognizers(register)` and calls
 `factory(config)` loads the model once and returns a `Recognizer`. The server cuts the
 audio into turns itself (captioner.recognizers.endpointing) and asks the recognizer
 only to transcribe finished stretches of audio, from worker threads, each with its own
-`Decoder`. So a recognizer need not stream: Whisper-like models work as they are.
+`Decoder`. So a recognizer need not stream: Whisper-like models work as they are; one
+that can stream may implement `transcribe_partial` (see `Decoder`).
 
 Nothing downloads at run time: a recognizer whose package or model is missing raises
 `RecognizerUnavailable` with one line saying what to install.
@@ -47,6 +48,11 @@ class Decoder(Protocol):
     def transcribe(self, audio: np.ndarray) -> Transcription:
         """Transcribe 16 kHz mono int16 samples. Called from one worker thread at a time;
         it should release the GIL while it computes, or work in short stretches."""
+
+    # Optional: `transcribe_partial(audio)` for a turn still in progress. Successive
+    # partials of a turn, then its final, start at the same sample, so a streaming
+    # decoder can go on where it left off (PocketSphinx does); without it, partials
+    # call transcribe().
 
 
 class Recognizer(Protocol):
