@@ -96,7 +96,11 @@ class OpenUtterance:
     """A PocketSphinx decoder and the audio of the utterance it has open, if any."""
 
     def __init__(self):
-        self._decoder = _pocketsphinx().Decoder(samprate=16000, loglevel="FATAL")
+        # No second, flat-lexicon pass: it runs at the end of each utterance over all of
+        # it (0.18 s of a 3.9 s turn's final, against 0.03 s without). Measured in one run
+        # on the fixtures: meeting WER the same (5.7%), 17% less CPU; one word better on
+        # `hello`, one worse on `mute`.
+        self._decoder = _pocketsphinx().Decoder(samprate=16000, loglevel="FATAL", fwdflat=False)
         self.audio: np.ndarray | None = None  # fed so far; None: no utterance open
 
     def continued_by(self, audio: np.ndarray) -> bool:
