@@ -8,9 +8,10 @@ decoder. So decoding never blocks the event loop or other sessions, and the mode
 loaded once per worker, not once per session.
 
 Per session, decodes run one at a time, in order, so a turn's final always precedes
-the next turn's partials. Partials re-decode the turn in progress at most once per
+the next turn's partials. Partials decode the turn in progress at most once per
 `partial_interval` of audio, never while another partial of the session is waiting,
 and never faster than the pool can afford (see `_partial_allowed`); finals always run.
+A decoder that streams (`transcribe_partial`) goes on where the last partial left off.
 """
 
 from __future__ import annotations
@@ -75,13 +76,16 @@ class DecodePool:
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
             decoder = self._local.decoder = self.recognizer.new_decoder()
-        transcribe = getattr(decoder, "transcribe_partial", decoder.transcribe) if partial else decoder.transcribe
+        streams = partial and hasattr(decoder, "transcribe_partial")
         started = time.perf_counter()
-        return transcribe(audio), time.perf_counter() - started
+        transcription = decoder.transcribe_partial(audio) if streams else decoder.transcribe(audio)
+        return transcription, 0.0 if streams else time.perf_counter() - started
 
     async def transcribe(self, audio: np.ndarray, partial: bool = False) -> tuple[Transcription, float]:
-        """The transcription, and the seconds the decode took. A partial's audio is the turn
-        so far: a streaming decoder may go on from where the last partial left off."""
+        """The transcription, and the seconds of decoding it added: a partial's audio is the
+        turn so far, which a decoder that starts over decodes again (all of the time spent
+        is extra), while a streaming one goes on where it left off, doing work the final
+        would have had to do anyway (none is)."""
         self.busy += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._decode, audio, partial)
@@ -275,9 +279,10 @@ class RecognizerTranscriber:
         transcription = job.transcription
         try:
             if transcription is None:
-                transcription, cost = await self.pool.transcribe(job.audio, partial=True)
-                # Bound the CPU partials take: after a decode of `cost` s, rest cost/share s.
-                self.partial_ready_at = time.monotonic() + cost / self.settings.partial_cpu_share
+                transcription, extra = await self.pool.transcribe(job.audio, partial=True)
+                # Bound the CPU partials add: after `extra` s of decoding the final will
+                # not reuse, rest extra/share s. A streaming decoder adds none.
+                self.partial_ready_at = time.monotonic() + extra / self.settings.partial_cpu_share
         finally:
             if job.kind == "partial":
                 self.partial_waiting = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -107,7 +108,6 @@ def test_formatted_finals_and_other_sample_rates(servers, replay):
 
 
 def test_two_sessions_at_once_both_get_their_captions(servers):
-    import asyncio
 
     from captioner.testing import replay_async
 
@@ -152,6 +152,34 @@ def test_pocketsphinx_decodes_a_growing_turn_once_with_the_words_of_a_whole_deco
     cut = decoders[1].transcribe(other[:24000])
     assert cut.words and max(w.end for w in cut.words) <= 1.5
     assert growing.samples_fed == len(turn) + 48000
+
+
+def test_only_decoding_done_twice_counts_against_the_partial_budget():
+    from captioner.embedded import DecodePool
+
+    class StartsOver:  # a recognizer without transcribe_partial, as Whisper-like ones are
+        name, punctuates = "starts-over", False
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def new_decoder(self):
+            return type("Decoder", (), {"transcribe": staticmethod(self.inner.new_decoder().transcribe)})()
+
+    turn = np.frombuffer(pcm("meeting", 2000), dtype="<i2")
+    streaming, other = PocketSphinxRecognizer(), PocketSphinxRecognizer()
+
+    async def partials(recognizer):
+        pool = DecodePool(recognizer, workers=1)
+        try:
+            return [(await pool.transcribe(turn[:end], partial=True))[1] for end in (16000, 32000)]
+        finally:
+            pool.close()
+
+    assert asyncio.run(partials(streaming)) == [0.0, 0.0]
+    assert streaming.samples_fed == 32000
+    assert all(extra > 0 for extra in asyncio.run(partials(StartsOver(other))))
+    assert other.samples_fed == 16000 + 32000
 
 
 def test_force_endpoint_and_update_configuration(servers):
