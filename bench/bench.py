@@ -95,7 +95,7 @@ def main() -> None:
     if not whisper:
         results["recognizers"]["faster-whisper"] = {"skipped": "the captioner-faster-whisper plugin or its test model is not installed"}
 
-    results["clients"] = client_bench.compare_clients(loops=1 if quick else 10, rounds=1 if quick else 3)
+    results["clients"] = client_bench.compare_clients(loops=1 if quick else 10, rounds=1 if quick else 7)
     results["realtime"] = client_bench.realtime_path("hello" if quick else "meeting")
     results["soak"] = soak_bench.soak(loops=2 if quick else 61)
     results["resilience"] = soak_bench.resilience(faults_count=24)

@@ -1,7 +1,7 @@
 """PocketSphinx (CMU Sphinx en-us): the light recognizer, and the voice detector.
 
-Much lighter than Moonshine (about 115 MB, CPU real-time factor ~0.2) and faster, but
-far less accurate, and it writes no punctuation. Its decoder holds the GIL while it
+Lighter than Moonshine and quicker to finalize, but far less accurate, and it writes
+no punctuation (measured side by side in BENCHMARKS.md). Its decoder holds the GIL while it
 works, so audio is fed in short pieces to let the event loop run in between. It gives
 word times of its own.
 """
