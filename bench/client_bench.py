@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import FIXTURES, ROOT, audio_seconds, looped_meeting, ratio, spread_ms
+from measure import FIXTURES, ROOT, audio_seconds, looped_meeting, ratio, spread_ms, table
 
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript
 
@@ -154,29 +154,32 @@ def markdown(clients: dict, realtime: dict) -> list[str]:
         "`on_partial`/`on_final` hook or the SDK's `Turn` handler running, on the system-wide monotonic clock; "
         "median and p99 over every Turn of every round, ms.",
         "",
-        "| client | audio s / wall s | CPU s / audio hour | peak RSS MB | Turn delay median ms | Turn delay p99 ms | Turns handled (missed) |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for client, row in clients["clients"].items():
-        delay = row["turn_delay"]
-        lines.append(
-            f"| {client} | {row['audio_per_wall_s']} | {row['cpu_s_per_audio_hour']} | {row['peak_rss_mb']} | "
-            f"{delay['median_ms']} | {delay['p99_ms']} | {delay['count']} ({row['turns_missed']}) |"
-        )
+    lines += table(
+        ["client", "audio s / wall s", "CPU s / audio hour", "peak RSS MB", "Turn delay median ms",
+         "Turn delay p99 ms", "Turns handled (missed)"],
+        (
+            [client, row["audio_per_wall_s"], row["cpu_s_per_audio_hour"], row["peak_rss_mb"],
+             row["turn_delay"]["median_ms"], row["turn_delay"]["p99_ms"],
+             f"{row['turn_delay']['count']} ({row['turns_missed']})"]
+            for client, row in clients["clients"].items()
+        ),
+    )
     lines += [
         "",
         "Ratios captioner / SDK, per round (same round, side by side) then the median; for the delays, of the "
         "pooled figures. Below 1 means captioner uses less (CPU, memory, delay); above 1 in audio s / wall s "
         "means captioner streams faster.",
         "",
-        "| against | audio s / wall s | CPU s / audio hour | peak RSS | Turn delay median | Turn delay p99 |",
-        "|---|---|---|---|---|---|",
     ]
-    for sdk, r in clients["ratios"].items():
-        lines.append(
-            f"| {sdk} | {r['audio_per_wall_s']} | {r['cpu_s_per_audio_hour']} | {r['peak_rss_mb']} | "
-            f"{r['turn_delay_median']} | {r['turn_delay_p99']} |"
-        )
+    lines += table(
+        ["against", "audio s / wall s", "CPU s / audio hour", "peak RSS", "Turn delay median", "Turn delay p99"],
+        (
+            [sdk, r["audio_per_wall_s"], r["cpu_s_per_audio_hour"], r["peak_rss_mb"], r["turn_delay_median"],
+             r["turn_delay_p99"]]
+            for sdk, r in clients["ratios"].items()
+        ),
+    )
     lines += [
         "",
         "## The real-time audio path",
@@ -187,13 +190,14 @@ def markdown(clients: dict, realtime: dict) -> list[str]:
         "client process's CPU seconds per wall second (1.0 = one core). The second row adds a plugin whose "
         "`on_partial` and `on_final` block for 0.5 s each: audio must go out on schedule all the same.",
         "",
-        "| client | chunks | jitter median ms | jitter p99 ms | jitter max ms | CPU share | Turn delay median ms | Turns handled (missed) |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for label, row in realtime["rows"].items():
-        j = row["jitter"]
-        lines.append(
-            f"| captioner, {label} | {row['chunks']} | {j['median_ms']} | {j['p99_ms']} | {j['max_ms']} | "
-            f"{row['cpu_share']:.2%} | {row['turn_delay']['median_ms']} | {row['turn_delay']['count']} ({row['turns_missed']}) |"
-        )
-    return lines
+    return lines + table(
+        ["client", "chunks", "jitter median ms", "jitter p99 ms", "jitter max ms", "CPU share",
+         "Turn delay median ms", "Turns handled (missed)"],
+        (
+            [f"captioner, {label}", row["chunks"], row["jitter"]["median_ms"], row["jitter"]["p99_ms"],
+             row["jitter"]["max_ms"], f"{row['cpu_share']:.2%}", row["turn_delay"]["median_ms"],
+             f"{row['turn_delay']['count']} ({row['turns_missed']})"]
+            for label, row in realtime["rows"].items()
+        ),
+    )

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import jiwer
 
@@ -181,6 +182,13 @@ def looped_meeting(directory: Path, times: int, clip: str = "meeting") -> tuple[
     script_path = wav.with_suffix(".json")
     script_path.write_text(json.dumps({"turns": turns}))
     return wav, TranscriptScript.load(script_path)
+
+
+def table(columns: list[str], rows: Iterable[Iterable]) -> list[str]:
+    """A Markdown table: the header, its rule, then a line per row of cells."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(str(cell) for cell in row) + " |" for row in rows
+    ]
 
 
 def audio_seconds(wav: Path) -> float:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from measure import FIXTURES, ROOT, percentile
+from measure import FIXTURES, ROOT, percentile, table
 
 
 def bench_plugins(speed: float) -> dict:
@@ -129,11 +129,11 @@ def markdown(plugins: dict, capture: dict) -> list[str]:
         "Delay from the engine emitting a final to that plugin's output for it being flushed to disk "
         "(for the translation: the translated cue written), in milliseconds:",
         "",
-        "| plugin | finals | median ms | p95 ms | max ms |",
-        "|---|---|---|---|---|",
     ]
-    for label, row in plugins["plugins"].items():
-        lines.append(f"| {label} | {row['finals']} | {row['median_ms']} | {row['p95_ms']} | {row['max_ms']} |")
+    lines += table(
+        ["plugin", "finals", "median ms", "p95 ms", "max ms"],
+        ([label, row["finals"], row["median_ms"], row["p95_ms"], row["max_ms"]] for label, row in plugins["plugins"].items()),
+    )
     lines += ["", "## Microphone capture", ""]
     if "skipped" in capture:
         lines.append(f"Not measured: {capture['skipped']}")

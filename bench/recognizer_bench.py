@@ -19,6 +19,7 @@ from measure import (
     delays,
     percentile,
     replay_timed,
+    table,
     word_error_rate,
 )
 
@@ -116,34 +117,36 @@ def markdown(recognizers: dict) -> list[str]:
         "overlap it (median over the turns that got a partial).",
         "- **peak RSS**: the server process's high-water resident memory, MB.",
         "",
-        "| recognizer | fixture | audio s | WER | CPU RTF | final delay median s | final delay p95 s | first partial s | finals / turns |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, section in recognizers.items():
-        if "skipped" in section:
-            continue
-        for row in section["rows"]:
-            lines.append(
-                f"| {name} | {row['fixture']} | {row['audio_s']} | {row['wer']:.1%} | {row['rtf_cpu']} | "
-                f"{row['final_delay_median_s']} | {row['final_delay_p95_s']} | {row['first_partial_delay_median_s']} | "
-                f"{row['finals']} / {row['turns']} |"
-            )
+    measured = {name: section for name, section in recognizers.items() if "skipped" not in section}
+    lines += table(
+        ["recognizer", "fixture", "audio s", "WER", "CPU RTF", "final delay median s", "final delay p95 s",
+         "first partial s", "finals / turns"],
+        (
+            [name, row["fixture"], row["audio_s"], f"{row['wer']:.1%}", row["rtf_cpu"], row["final_delay_median_s"],
+             row["final_delay_p95_s"], row["first_partial_delay_median_s"], f"{row['finals']} / {row['turns']}"]
+            for name, section in measured.items()
+            for row in section["rows"]
+        ),
+    )
     lines += [
         "",
         f"**Concurrent real-time sessions** one `captioner serve` sustains before the p95 final delay "
         f"exceeds {DELAY_LIMIT_S:g} s (or a turn gets no final), and peak RSS:",
         "",
-        "| recognizer | sessions sustained | steps (sessions: p95 final delay s) | peak RSS MB |",
-        "|---|---|---|---|",
     ]
-    for name, section in recognizers.items():
-        if "skipped" in section:
-            lines.append(f"| {name} | not measured: {section['skipped']} | | |")
-            continue
-        c = section["concurrency"]
-        steps = ", ".join(f"{s['sessions']}: {s['final_delay_p95_s']}" for s in c["steps"])
-        sustained = f"{'at least ' if c.get('at_least') else ''}{c['sustained']}"
-        if c["sustained"] == 0:
-            sustained += " (one session is already over the limit)"
-        lines.append(f"| {name} | {sustained} (clip `{c['clip']}`) | {steps} | {section['peak_rss_mb']} |")
-    return lines
+    return lines + table(
+        ["recognizer", "sessions sustained", "steps (sessions: p95 final delay s)", "peak RSS MB"],
+        (concurrency_row(name, section) for name, section in recognizers.items()),
+    )
+
+
+def concurrency_row(name: str, section: dict) -> list:
+    if "skipped" in section:
+        return [name, f"not measured: {section['skipped']}", "", ""]
+    c = section["concurrency"]
+    steps = ", ".join(f"{s['sessions']}: {s['final_delay_p95_s']}" for s in c["steps"])
+    sustained = f"{'at least ' if c.get('at_least') else ''}{c['sustained']}"
+    if c["sustained"] == 0:
+        sustained += " (one session is already over the limit)"
+    return [name, f"{sustained} (clip `{c['clip']}`)", steps, section["peak_rss_mb"]]

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from measure import FIXTURES, ROOT, audio_seconds, looped_meeting, memory_mb
+from measure import FIXTURES, ROOT, audio_seconds, looped_meeting, memory_mb, table
 
 from captioner.reconnect import ReconnectPolicy
 from captioner.settings import Settings
@@ -174,7 +174,7 @@ def resilience(faults_count: int, seed: int = 20261124) -> dict:
 def markdown(soak_figures: dict, resilience_figures: dict) -> list[str]:
     s, r = soak_figures, resilience_figures
     peaks = ", ".join(f"{mark}: {mb} MB" for mark, mb in s["peak_rss_mb"].items())
-    return [
+    lines = [
         "## Soak: an hour-long meeting with every plugin",
         "",
         f"The fixture meeting looped to {s['audio_s'] / 60:.1f} minutes, replayed by `captioner replay --fast` "
@@ -182,15 +182,18 @@ def markdown(soak_figures: dict, resilience_figures: dict) -> list[str]:
         "`--vtt`, `--log`, `--translate es` (through a LibreTranslate stand-in on loopback) and `--overlay` "
         "with one viewer connected.",
         "",
-        "| figure | value |",
-        "|---|---|",
-        f"| audio / wall time | {s['audio_s']:.0f} s of audio in {s['wall_s']:.0f} s ({s['audio_s'] / s['wall_s']:.0f}x real time) |",
-        f"| client CPU | {s['cpu_s']:.0f} s ({s['cpu_s'] / s['audio_s'] * 3600:.0f} CPU s per audio hour) |",
-        f"| peak RSS when the server had received (minutes of audio) | {peaks} |",
-        f"| finals delivered (meeting log lines) / scripted | {s['finals_logged']} / {s['finals_scripted']}"
-        f"{', word for word' if s['finals_equal_script'] else ', NOT equal to the script'} |",
-        f"| SRT cues; translations logged; translated (es) SRT cues | {s['srt_cues']}; {s['translations_logged']}; {s['translated_cues']} |",
-        f"| overlay events the viewer received | {s['overlay_events_viewed']} |",
+    ]
+    lines += table(["figure", "value"], [
+        ["audio / wall time", f"{s['audio_s']:.0f} s of audio in {s['wall_s']:.0f} s ({s['audio_s'] / s['wall_s']:.0f}x real time)"],
+        ["client CPU", f"{s['cpu_s']:.0f} s ({s['cpu_s'] / s['audio_s'] * 3600:.0f} CPU s per audio hour)"],
+        ["peak RSS when the server had received (minutes of audio)", peaks],
+        ["finals delivered (meeting log lines) / scripted", f"{s['finals_logged']} / {s['finals_scripted']}"
+         f"{', word for word' if s['finals_equal_script'] else ', NOT equal to the script'}"],
+        ["SRT cues; translations logged; translated (es) SRT cues",
+         f"{s['srt_cues']}; {s['translations_logged']}; {s['translated_cues']}"],
+        ["overlay events the viewer received", s["overlay_events_viewed"]],
+    ])
+    lines += [
         "",
         "Peak RSS is the client process's high-water resident memory (VmHWM) when the server had received that "
         "much audio; flat figures mean memory does not grow with the meeting's length. The plugins keep a "
@@ -203,11 +206,16 @@ def markdown(soak_figures: dict, resilience_figures: dict) -> list[str]:
         f"{r['faults_injected']} times at seeded random points (before `Begin`, mid-turn, between turns, during "
         "`Terminate`), compared with an undisturbed replay.",
         "",
-        "| faults injected / fired | connections | survived | finals lost | finals duplicated | same words and times | audio resent per reconnect | audio lost |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {r['faults_injected']} / {r['faults_fired']} | {r['connections']} | {'yes' if r['survived'] else 'NO'} | "
-        f"{r['finals_lost']} of {r['finals_expected']} | {r['finals_duplicated']} | {'yes' if r['same_words_and_times'] else 'NO'} | "
-        f"{r['audio_resent_per_reconnect_s']} s ({r['audio_resent_s']} s in all) | {r['audio_lost_s']} s |",
+    ]
+    lines += table(
+        ["faults injected / fired", "connections", "survived", "finals lost", "finals duplicated",
+         "same words and times", "audio resent per reconnect", "audio lost"],
+        [[f"{r['faults_injected']} / {r['faults_fired']}", r["connections"], "yes" if r["survived"] else "NO",
+          f"{r['finals_lost']} of {r['finals_expected']}", r["finals_duplicated"],
+          "yes" if r["same_words_and_times"] else "NO",
+          f"{r['audio_resent_per_reconnect_s']} s ({r['audio_resent_s']} s in all)", f"{r['audio_lost_s']} s"]],
+    )
+    return lines + [
         "",
         "Audio resent is what the server received beyond the undisturbed replay's audio: the audio of the turn in "
         "progress (from the last final's end), sent again on each new connection.",
