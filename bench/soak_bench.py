@@ -34,6 +34,7 @@ from captioner.settings import Settings
 from captioner.testing import ANY, FakeServerThread, FakeStreamingServer, Fault, TranscriptScript, replay
 
 MARKS_MINUTES = (10, 30, 60)
+BYTES_PER_S = 32000  # 16 kHz, 16-bit mono
 
 
 class Viewer:
@@ -89,7 +90,7 @@ def soak(loops: int) -> dict:
             drain.start()
             samples = []  # (audio seconds the server had, client RSS MB, client peak RSS MB)
             while client.poll() is None:
-                received = server.connections[-1].audio_bytes / 32000 if server.connections else 0.0
+                received = server.connections[-1].audio_bytes / BYTES_PER_S if server.connections else 0.0
                 try:
                     rss, peak = memory_mb(client.pid, "VmRSS"), memory_mb(client.pid)
                 except OSError:
@@ -147,8 +148,8 @@ def resilience(faults_count: int, seed: int = 20261124) -> dict:
     undisturbed = replay(FIXTURES / "meeting.wav")
     expected, got = Counter(undisturbed.final_texts), Counter(disturbed.final_texts)
     connections = disturbed.server.connections
-    received_s = sum(c.audio_bytes for c in connections) / 32000
-    sent_once_s = sum(c.audio_bytes for c in undisturbed.server.connections) / 32000
+    received_s = sum(c.audio_bytes for c in connections) / BYTES_PER_S
+    sent_once_s = sum(c.audio_bytes for c in undisturbed.server.connections) / BYTES_PER_S
     resent_s = received_s - sent_once_s
     reconnects = disturbed.summary.reconnects
     figures = {

@@ -80,7 +80,10 @@ def attach_opaque_values(argv: list[str]) -> list[str]:
             attached.extend(arguments)
         elif argument in OPAQUE_VALUE_OPTIONS:
             value = next(arguments, None)
-            attached.append(argument if value is None else f"{argument}={value}")
+            if value is None or value.startswith("--"):  # forgotten: "--token --fast" stays an error
+                attached += [argument] if value is None else [argument, value]
+            else:
+                attached.append(f"{argument}={value}")
         else:
             attached.append(argument)
     return attached

@@ -68,11 +68,13 @@ class Engine:
             self._run.stop()
 
     def control(self, message) -> bool:
-        """Send ForceEndpoint or UpdateConfiguration to the current session, now."""
+        """Send ForceEndpoint or UpdateConfiguration to the current session, now. A
+        settings change also holds for the next session, even when it could not be sent
+        (no session connected: a reconnect asks for it)."""
         if self._run is None or self._run.session is None:
             return False
-        sent = self._run.session.control(message)
-        if sent and isinstance(message, UpdateConfiguration):
+        sent = self._run.session.control(message)  # a message the protocol cannot carry raises
+        if isinstance(message, UpdateConfiguration):
             self._run.apply_update(message.params)
         return sent
 

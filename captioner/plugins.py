@@ -13,11 +13,11 @@ import importlib
 import importlib.util
 import os
 import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping
 
 import pluggy

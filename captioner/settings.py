@@ -16,7 +16,7 @@ from dotenv import dotenv_values
 
 from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE
 from .errors import UsageError
-from .protocol import v3
+from .protocol import codec, v3
 from .protocol.messages import SessionParams
 from .reconnect import ReconnectPolicy
 from .session import SessionTimeouts
@@ -79,23 +79,21 @@ class Settings:
     language: str | None = None  # e.g. "es": v3 language_codes
     speech_model: str | None = None  # e.g. "universal-streaming-multilingual"
     # Live changes (UpdateConfiguration) without a field of their own, e.g. prompt or
-    # language_codes: a reconnect asks for them again in the query. Never hashed.
-    updated: dict = field(default_factory=dict)
+    # language_codes: a reconnect asks for them again in the query.
+    updated: dict = field(default_factory=dict, hash=False)
 
     def with_update(self, params: Mapping) -> Settings:
         """These settings after a live UpdateConfiguration, so that the sessions a reconnect
-        starts ask for the same. v2 changes only the end-of-utterance silence live, so only
-        that is kept for it."""
+        starts ask for the same: what the protocol can change live (v2: only the silence)."""
+        live = codec(self.protocol).UPDATABLE
         fields: dict = {}
         updated = dict(self.updated)
         for key, value in params.items():
             if key == "min_end_of_turn_silence_when_confident":
                 key = "min_turn_silence"  # the old name of the same setting
-            if key in ("min_turn_silence", "max_turn_silence"):
-                fields[key] = value
-            elif self.protocol != v3.NAME:
+            if key not in live:
                 continue
-            elif key == "format_turns":
+            if key in ("min_turn_silence", "max_turn_silence", "format_turns"):
                 fields[key] = value
             elif key == "keyterms_prompt":
                 fields["keyterms"] = tuple(value)
@@ -123,7 +121,6 @@ class Settings:
     def new_session(self):
         """A StreamingSession with these settings. A v2 temporary token travels in the
         query (?token=), as the legacy service wants; everything else in Authorization."""
-        from .protocol import codec
         from .session import StreamingSession
 
         protocol = codec(self.protocol)

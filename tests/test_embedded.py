@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import jiwer
 import numpy as np
@@ -77,7 +78,6 @@ def test_in_real_time_partials_grow_before_the_final(replay, recognizer):
         result = replay(fixture("hello.wav"), server=server, speed=1)
     (final,) = result.finals
     partials = [t for t in result.partials if t.turn_order == final.turn_order]
-    print(f"{len(partials)} partials")
     assert len(partials) >= 2, "a 4 s sentence, a partial asked for every 0.5 s: some must come"
     kinds = [kind for kind, _ in result.events if kind in ("partial", "final")]
     assert kinds[-1] == "final" and kinds.count("final") == 1
@@ -164,7 +164,7 @@ def test_only_decoding_done_twice_counts_against_the_partial_budget():
             self.inner = inner
 
         def new_decoder(self):
-            return type("Decoder", (), {"transcribe": staticmethod(self.inner.new_decoder().transcribe)})()
+            return SimpleNamespace(transcribe=self.inner.new_decoder().transcribe)
 
     turn = np.frombuffer(pcm("meeting", 2000), dtype="<i2")
     streaming, other = PocketSphinxRecognizer(), PocketSphinxRecognizer()

@@ -11,38 +11,29 @@ import asyncio
 import soundfile
 from assemblyai.streaming.v3 import (
     AsyncStreamingClient,
-    StreamingClient,
     StreamingClientOptions,
     StreamingEvents,
     StreamingParameters,
 )
 
 from captioner.testing import TranscriptScript
+from captioner.testing.sdk import formatted_finals, record_events, sdk_problems, stream_with_official_sdk
 from conftest import fixture
 
 CHUNK = 1600  # 50 ms
 
 
-def fixture_chunks(name="hello"):
-    pcm = soundfile.read(fixture(f"{name}.wav"), dtype="int16")[0].tobytes()
-    pcm += bytes(-len(pcm) % CHUNK)  # the service refuses chunks under 50 ms
-    return [pcm[i : i + CHUNK] for i in range(0, len(pcm), CHUNK)]
-
-
-def listen(client, events):
-    for kind in (StreamingEvents.Begin, StreamingEvents.Turn, StreamingEvents.Termination, StreamingEvents.Error):
-        client.on(kind, lambda _client, event, kind=kind: events.append((kind, event)))
+def pcm(name: str) -> bytes:
+    return soundfile.read(fixture(f"{name}.wav"), dtype="int16")[0].tobytes()
 
 
 def check(events, server, name="hello"):
-    kinds = [kind for kind, _ in events]
-    assert StreamingEvents.Error not in kinds, [e for k, e in events if k == StreamingEvents.Error]
-    assert kinds[0] == StreamingEvents.Begin and kinds[-1] == StreamingEvents.Termination
+    assert sdk_problems(events) == []  # no Error; Begin first, Termination last
     turns = [event for kind, event in events if kind == StreamingEvents.Turn]
     partials = [t for t in turns if not t.end_of_turn]
     finals = [t for t in turns if t.end_of_turn and t.turn_is_formatted]
     assert partials, "no partial turns"
-    assert [t.transcript for t in finals] == [turn.text for turn in TranscriptScript.load(fixture(f"{name}.json")).turns]
+    assert formatted_finals(events) == [turn.text for turn in TranscriptScript.load(fixture(f"{name}.json")).turns]
     assert finals[0].words[0].start > 0 and finals[0].words[0].word_is_final
     record = server.connections[0]
     assert record.headers["Authorization"] == "sdk-test-key"
@@ -51,12 +42,7 @@ def check(events, server, name="hello"):
 
 def test_sync_client_receives_begin_turns_and_termination(fake_server):
     server = fake_server(fixture("hello.json"))
-    events = []
-    client = StreamingClient(StreamingClientOptions(api_key="sdk-test-key", api_host=f"ws://127.0.0.1:{server.port}"))
-    listen(client, events)
-    client.connect(StreamingParameters(sample_rate=16000, format_turns=True))
-    client.stream(fixture_chunks())
-    client.disconnect(terminate=True)
+    events = stream_with_official_sdk(server.url, pcm("hello"), pause_s=0, api_key="sdk-test-key")
     check(events, server)
 
 
@@ -68,10 +54,12 @@ def test_async_client_receives_begin_turns_and_termination(fake_server):
         client = AsyncStreamingClient(
             StreamingClientOptions(api_key="sdk-test-key", api_host=f"ws://127.0.0.1:{server.port}")
         )
-        listen(client, events)
+        record_events(client, events)
         await client.connect(StreamingParameters(sample_rate=16000, format_turns=True))
-        for chunk in fixture_chunks("weather"):
-            await client.stream(chunk)
+        audio = pcm("weather")
+        audio += bytes(-len(audio) % CHUNK)  # the service refuses chunks under 50 ms
+        for start in range(0, len(audio), CHUNK):
+            await client.stream(audio[start : start + CHUNK])
         await client.disconnect(terminate=True)
 
     asyncio.run(run())

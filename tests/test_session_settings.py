@@ -174,6 +174,8 @@ def test_a_token_that_begins_with_a_dash_is_taken_as_the_value(cli):
         used = cli("replay", str(fixture("hello.wav")), "--url", server.url, "--fast", "-q", "--token", "-Zx_token")
         assert used.returncode == 0, used.stderr
         assert server.connections[-1].headers["Authorization"] == "-Zx_token"
+    forgotten = cli("replay", str(fixture("hello.wav")), "--token", "--fast")
+    assert forgotten.returncode == 2 and "argument --token: expected one argument" in forgotten.stderr
 
 
 @pytest.mark.parametrize("env, code, message", [

@@ -40,6 +40,8 @@ from .messages import (
 NAME = "v2"
 PATH = "/v2/realtime/ws"
 DEFAULT_URL = "wss://api.assemblyai.com/v2/realtime/ws"
+# What v2 can change live: the end-of-utterance silence, one setting for both.
+UPDATABLE = {"min_turn_silence": int, "max_turn_silence": int}
 SessionRejected = v3.SessionRejected
 InvalidClientMessage = v3.InvalidClientMessage
 auth_headers = v3.auth_headers  # the same handshake header
@@ -57,8 +59,6 @@ def connect_url(base_url: str, params: SessionParams) -> str:
         query["word_boost"] = json.dumps(list(params.keyterms_prompt))
     query.update({key: str(value) for key, value in params.extra.items()})
     return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
-
-
 
 
 def encode_client(message: ClientMessage) -> bytes | str:

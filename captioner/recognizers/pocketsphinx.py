@@ -8,6 +8,7 @@ word times of its own.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 
@@ -41,8 +42,9 @@ class PocketSphinxRecognizer:
     0.3 CPU s per second of audio already heard, so partials grew dearer as a turn went on.
 
     A decoder holds its own copy of the model (about 90 MB), so there are only as many
-    as there are worker threads; a decode takes the idle one whose open utterance it
-    continues, which keeps a session on one decoder while another session uses the other.
+    as decodes ever ran at once (the worker threads); a decode takes the idle one whose
+    open utterance it continues, which keeps a session on one decoder while another
+    session uses the other.
     """
 
     name = NAME
@@ -52,30 +54,31 @@ class PocketSphinxRecognizer:
         _pocketsphinx()
         self._lock = threading.Lock()
         self._idle = [OpenUtterance()]  # fail now, at start, if the model does not load
-        self._decoders = 1
-        self._users = 0
         self.samples_fed = 0  # over all decodes: how much audio the decoders really processed
 
     def new_decoder(self) -> PocketSphinxDecoder:
-        with self._lock:
-            self._users += 1
-            if self._users > self._decoders:
-                self._idle.append(OpenUtterance())
-                self._decoders += 1
         return PocketSphinxDecoder(self)
 
     def decode(self, audio: np.ndarray, *, final: bool) -> Transcription:
+        if len(audio) < 1600:
+            return Transcription("")
+        pcm = np.ascontiguousarray(audio, dtype="<i2")
         with self._lock:
-            chosen = next((u for u in self._idle if u.continued_by(audio) or u.cut_short_by(audio)), None)
-            chosen = chosen or next((u for u in self._idle if u.audio is None), None) or self._idle[0]
-            self._idle.remove(chosen)  # least recently used first: idle ones are appended on return
+            chosen, fed_before = next(((u, n) for u in self._idle if (n := u.fed_of(pcm))), (None, 0))
+            # Else a decoder with no utterance open, else the least recently used (idle
+            # ones are appended on return), else one more: more decodes at once than before.
+            chosen = chosen or next((u for u in self._idle if u.audio is None), None) or next(iter(self._idle), None)
+            if chosen is None:
+                chosen = OpenUtterance()
+            else:
+                self._idle.remove(chosen)
+        fed = 0
         try:
-            transcription, fed = chosen.decode(audio, final=final)
+            transcription, fed = chosen.decode(pcm, fed_before, final=final)
         finally:
             with self._lock:
                 self._idle.append(chosen)
-        with self._lock:
-            self.samples_fed += fed
+                self.samples_fed += fed
         return transcription
 
 
@@ -103,19 +106,21 @@ class OpenUtterance:
         self._decoder = _pocketsphinx().Decoder(samprate=16000, loglevel="FATAL", fwdflat=False)
         self.audio: np.ndarray | None = None  # fed so far; None: no utterance open
 
-    def continued_by(self, audio: np.ndarray) -> bool:
+    def fed_of(self, pcm: np.ndarray) -> int:
+        """How many samples the open utterance was fed, when `pcm` and they begin alike
+        (the same turn, grown since, or a final ending before the last partial); else 0."""
         fed = self.audio
-        return fed is not None and len(fed) <= len(audio) and np.array_equal(audio[: len(fed)], fed)
+        if fed is None:
+            return 0
+        shared = min(len(fed), len(pcm))
+        return len(fed) if np.array_equal(fed[:shared], pcm[:shared]) else 0
 
-    def decode(self, audio: np.ndarray, *, final: bool) -> tuple[Transcription, int]:
-        """The transcription of `audio`, and how many samples had to be fed for it."""
-        if len(audio) < 1600:
-            return Transcription(""), 0
-        pcm = np.ascontiguousarray(audio, dtype="<i2")
+    def decode(self, pcm: np.ndarray, fed_before: int, *, final: bool) -> tuple[Transcription, int]:
+        """The transcription of `pcm`, given `fed_of(pcm)`, and how many samples it fed."""
         decoder = self._decoder
-        if self.continued_by(pcm):
-            start = len(self.audio)  # type: ignore[arg-type]
-        elif final and self.cut_short_by(pcm):
+        if 0 < fed_before <= len(pcm):
+            start = fed_before  # the same turn, grown: feed the rest
+        elif fed_before and final:
             # The final ends where speech ended; a partial in the silence after it fed a
             # little more. That tail is silence: end the utterance as it is, and keep
             # only words that start within the final's audio.
@@ -125,17 +130,18 @@ class OpenUtterance:
                 decoder.end_utt()  # another turn's utterance: abandoned
             decoder.start_utt()
             start = 0
-        for begin in range(start, len(pcm), FEED_SAMPLES):
-            decoder.process_raw(pcm[begin : begin + FEED_SAMPLES].tobytes())
+        try:
+            for begin in range(start, len(pcm), FEED_SAMPLES):
+                decoder.process_raw(pcm[begin : begin + FEED_SAMPLES].tobytes())
+        except BaseException:
+            self.audio = None  # half fed: never continued, the next decode starts over
+            with contextlib.suppress(RuntimeError):
+                decoder.end_utt()
+            raise
         self.audio = None if final else pcm
         if final:
             decoder.end_utt()
         return self._transcription(len(pcm) / 16000), len(pcm) - start
-
-    def cut_short_by(self, audio: np.ndarray) -> bool:
-        """Whether `audio` is the start of what was fed: a final ending before the last partial."""
-        fed = self.audio
-        return fed is not None and len(fed) > len(audio) and np.array_equal(fed[: len(audio)], audio)
 
     def _transcription(self, seconds: float) -> Transcription:
         decoder = self._decoder

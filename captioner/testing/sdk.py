@@ -16,15 +16,16 @@ import time
 CHUNK_BYTES = 1600  # 50 ms of 16 kHz 16-bit mono: the service's smallest chunk
 
 
-def stream_with_official_sdk(url: str, pcm: bytes, *, format_turns: bool = True, pause_s: float = 0.01) -> list[tuple]:
+def stream_with_official_sdk(
+    url: str, pcm: bytes, *, format_turns: bool = True, pause_s: float = 0.01, api_key: str = "unused"
+) -> list[tuple]:
     """Stream 16 kHz mono 16-bit `pcm` to the v3 server at `url` with the SDK's sync
     StreamingClient, a chunk every `pause_s`; every (StreamingEvents kind, event) it got."""
-    from assemblyai.streaming.v3 import StreamingClient, StreamingClientOptions, StreamingEvents, StreamingParameters
+    from assemblyai.streaming.v3 import StreamingClient, StreamingClientOptions, StreamingParameters
 
     events: list[tuple] = []
-    client = StreamingClient(StreamingClientOptions(api_key="unused", api_host=url.removesuffix("/v3/ws")))
-    for kind in (StreamingEvents.Begin, StreamingEvents.Turn, StreamingEvents.Termination, StreamingEvents.Error):
-        client.on(kind, lambda _client, event, kind=kind: events.append((kind, event)))
+    client = StreamingClient(StreamingClientOptions(api_key=api_key, api_host=url.removesuffix("/v3/ws")))
+    record_events(client, events)
     client.connect(StreamingParameters(sample_rate=16000, format_turns=format_turns))
     pcm += bytes(-len(pcm) % CHUNK_BYTES)
     for start in range(0, len(pcm), CHUNK_BYTES):
@@ -32,6 +33,14 @@ def stream_with_official_sdk(url: str, pcm: bytes, *, format_turns: bool = True,
         time.sleep(pause_s)
     client.disconnect(terminate=True)
     return events
+
+
+def record_events(client, events: list[tuple]) -> None:
+    """Append every (kind, event) an SDK client (sync or async) gets to `events`."""
+    from assemblyai.streaming.v3 import StreamingEvents
+
+    for kind in (StreamingEvents.Begin, StreamingEvents.Turn, StreamingEvents.Termination, StreamingEvents.Error):
+        client.on(kind, lambda _client, event, kind=kind: events.append((kind, event)))
 
 
 def sdk_problems(events: list[tuple]) -> list[str]:

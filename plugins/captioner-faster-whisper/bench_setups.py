@@ -30,13 +30,13 @@ from pathlib import Path
 import jiwer
 import soundfile
 
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))  # the benchmark's timing helpers, measured the same way
 
-from measure import FIXTURES, cpu_seconds, delays, memory_mb, replay_timed, words  # noqa: E402
+from measure import FIXTURES, audio_seconds, cpu_seconds, delays, memory_mb, replay_timed, words  # noqa: E402
 
 from captioner.testing import TranscriptScript  # noqa: E402
+
 CLIPS = ["meeting", "hello", "weather", "mute"]
 SETUPS = [  # (label, decode workers, threads per worker, partials)
     ("2 workers x 1 thread", 2, 1, True),
@@ -117,7 +117,7 @@ def measure_server(model: str, label: str, workers: int, threads: int, partials:
             before = cpu_seconds(process.pid)
             timeline = asyncio.run(replay_timed(wav, url))
             cpu = cpu_seconds(process.pid) - before
-            seconds = soundfile.info(wav).duration
+            seconds = audio_seconds(wav)
             final_delays, partial_delays = delays(timeline, TranscriptScript.load(FIXTURES / f"{clip}.json"))
             hypothesis = " ".join(t.text for _, t in timeline.finals)
             print(json.dumps({

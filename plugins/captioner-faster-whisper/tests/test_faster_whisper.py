@@ -86,12 +86,12 @@ def test_the_fixture_meeting_within_the_measured_word_error_rate(meeting):
     assert error_rate <= MEETING_WER_BOUND
     assert 8 <= len(result.finals) <= 20  # turns, not one blob and not word salad
 
-    # Partials come before their final; each final comes once, in order.
     finals = result.finals
     assert {t.turn_order for t in result.partials} & {t.turn_order for t in finals}, "no partials at all"
-    # Every final carries Whisper's own word times, which only go forward.
+    # Partials come before their final; each final comes once, in order, with Whisper's
+    # own word times, which only go forward.
     assert result.problems(soundfile.info(fixture("meeting.wav")).duration * 1000) == []
-    assert [t.turn_order for t in result.finals] == list(range(len(result.finals)))  # no reconnect: no gaps
+    assert [t.turn_order for t in finals] == list(range(len(finals)))  # no reconnect: no gaps
     confidences = [w.confidence for t in finals for w in t.words]
     assert len(set(confidences)) > 1 and all(0 <= c <= 1 for c in confidences)  # Whisper's, not a constant
 
