@@ -18,6 +18,7 @@ import soundfile
 import soxr
 
 from .errors import AudioError
+from .events import CaptionError
 
 DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_CHUNK_MS = 50  # what AssemblyAI recommends; it rejects chunks under 50 ms or over 1 s
@@ -68,7 +69,8 @@ class PcmConverter:
 def float_to_pcm16(samples: np.ndarray) -> bytes:
     # 32768 is the scale libsndfile uses to read int16 as float, so int16 files
     # come back bit-exact when no resampling is needed.
-    scaled = np.clip(np.rint(samples * 32768.0), -32768, 32767)
+    # Clipped before scaling, so a huge sample cannot overflow into a numpy warning.
+    scaled = np.rint(np.clip(samples, -1.0, 32767 / 32768) * 32768.0)
     return scaled.astype("<i2").tobytes()
 
 
@@ -149,6 +151,8 @@ class WavReplaySource:
         self.chunk_ms = chunk_ms
         self.speed = speed
         self._file = open_audio_file(self.path)
+        self._report: Callable[[CaptionError], None] | None = None
+        self._warned_not_finite = False
         self._pacer = Pacer(chunk_ms / 1000 / speed, clock, sleep) if speed else None
         info = self._file
         self.file_rate, self.file_channels = info.samplerate, info.channels
@@ -157,15 +161,24 @@ class WavReplaySource:
             f"{self.path.name} ({info.samplerate} Hz, {info.channels} ch, {info.subtype_info})"
         )
 
+    def attach(self, report: Callable[[CaptionError], None]) -> None:
+        """Where to report survived problems (samples that are not numbers): on_error."""
+        self._report = report
+
     async def chunks(self) -> AsyncIterator[bytes]:
         converter = PcmConverter(self.file_rate, self.sample_rate)
         # A 16-bit mono file at the session rate is read as int16 and sent untouched.
-        dtype = "int16" if converter.is_identity and self.file_channels == 1 else "float32"
+        # Anything else is read as float: libsndfile reads a float file as int16 without
+        # scaling, so its samples in [-1, 1] would all become 0.
+        exact = converter.is_identity and self.file_channels == 1 and self._file.subtype == "PCM_16"
+        dtype = "int16" if exact else "float32"
         rechunker = Rechunker(chunk_bytes(self.sample_rate, self.chunk_ms))
         block = max(1, int(self.file_rate * READ_SECONDS))
         try:
             while True:
                 frames = await asyncio.to_thread(self._read, block, dtype)
+                if frames.dtype.kind == "f" and not np.isfinite(frames).all():
+                    frames = self._clean(frames)
                 last = len(frames) < block
                 pieces = rechunker.feed(converter.convert(frames, last=last))
                 if last:
@@ -187,6 +200,16 @@ class WavReplaySource:
         except (soundfile.LibsndfileError, RuntimeError) as error:
             raise AudioError(f"{self.path}: unreadable audio ({error})") from None
         return data
+
+    def _clean(self, data: np.ndarray) -> np.ndarray:
+        """NaN becomes silence and infinity full scale, with one warning for the whole file."""
+        if not self._warned_not_finite:
+            self._warned_not_finite = True
+            message = (f"{self.path.name} has samples that are not numbers (NaN or infinity); "
+                       "they are sent as silence or full scale")
+            if self._report is not None:
+                self._report(CaptionError(kind="audio", message=message, fatal=False))
+        return np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0)
 
 
 def open_audio_file(path: Path) -> soundfile.SoundFile:
