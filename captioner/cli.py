@@ -36,6 +36,7 @@ from . import config_file as config_files
 from .dispatch import EventBus
 from .embedded import EmbeddedServer
 from .keyboard import KeyboardControls
+from .outputs import OutputFiles
 from .microphone import MicrophoneSource, list_input_devices
 from .recognizers import Recognizer, load_recognizer, registered_recognizers
 from .settings import Config, Secret, Settings, find_api_key
@@ -340,18 +341,20 @@ def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     if settings.url and args.fast and not is_local(settings.url):
         raise UsageError("--fast sends audio faster than real time, which the real service refuses (4029); "
                          "use --speed 1 or a local server")
-    start_captioning("replay", args, pm, settings, source)
+    start_captioning("replay", args, pm, settings, source, inputs=[args.file])
     return 0
 
 
-def start_captioning(command: str, args: argparse.Namespace, pm, settings: Settings, source) -> None:
+def start_captioning(command: str, args: argparse.Namespace, pm, settings: Settings, source, inputs=()) -> None:
     if settings.url:
         try:
             codec(settings.protocol).connect_url(settings.url, settings.session_params())
         except ProtocolError as error:  # a bad URL fails before plugins create any file
             raise UsageError(str(error)) from None
     events = EventBus()
-    config = Config(command, _options(args), pm, settings, events)
+    outputs = OutputFiles(inputs)
+    outputs.claim_options(args.commands[command], args)
+    config = Config(command, _options(args), pm, settings, events, outputs=outputs)
     recognizer = None if settings.url else load_recognizer(pm, args.recognizer, config)
     configure_plugins(pm, config)
     asyncio.run(caption(settings, pm, source, recognizer, args.decode_workers, events))

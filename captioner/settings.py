@@ -16,6 +16,7 @@ from dotenv import dotenv_values
 
 from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE
 from .errors import UsageError
+from .outputs import OutputFiles
 from .protocol import codec, v3
 from .protocol.messages import SessionParams
 from .reconnect import ReconnectPolicy
@@ -145,6 +146,7 @@ class Config:
     plugin_manager: object = None
     settings: Settings | None = None
     events: object = None  # an EventBus: emit on_translation, report errors, during the session
+    outputs: OutputFiles = field(default_factory=OutputFiles)  # open output files through it
 
     def option(self, name: str, default: object = None) -> object:
         return self.options.get(name.lstrip("-").replace("-", "_"), default)

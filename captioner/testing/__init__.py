@@ -25,6 +25,7 @@ from ..engine import Engine
 from ..errors import CaptionerError
 from ..events import CaptionError, Session, SessionSummary, Turn
 from ..hookspecs import hookimpl
+from ..outputs import OutputFiles
 from ..plugins import build_plugin_manager, configure_plugins
 from ..settings import Config, Settings
 from .fake_server import (
@@ -188,7 +189,7 @@ async def replay_async(
     pm.register(recorder, name="event-recorder")
     events = EventBus()
     if options is not None:
-        configure_plugins(pm, Config("replay", options, pm, settings, events))
+        configure_plugins(pm, Config("replay", options, pm, settings, events, outputs=OutputFiles([wav])))
     source = WavReplaySource(wav, sample_rate=settings.sample_rate, chunk_ms=settings.chunk_ms, speed=speed)
     result = ReplayResult(recorder=recorder, server=None)
     try:

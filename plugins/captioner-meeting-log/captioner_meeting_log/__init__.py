@@ -18,7 +18,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from captioner import UsageError, hookimpl, open_output
+from captioner import OutputFiles, OutputPath, UsageError, hookimpl
 
 from .render import markdown_path, read_log, render_markdown
 
@@ -29,7 +29,7 @@ MEETING_GAP_MS = 1000  # between the end of one run's last turn and the next run
 def add_options(parser, command):
     if command == "serve":
         return
-    parser.add_argument("--log", metavar="PATH",
+    parser.add_argument("--log", metavar="PATH", type=OutputPath,
                         help="append each final to PATH as a JSON line (fsynced), and write PATH.md at the end")
 
 
@@ -56,7 +56,7 @@ def command_render(args, pm) -> int:
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        output = Path(args.output) if args.output else markdown_path(path)
+        output = OutputFiles([path]).claim(Path(args.output) if args.output else markdown_path(path), "--output")
         output.write_text(text, encoding="utf-8")
         print(f"captioner: wrote {output} ({len(log.finals)} turns)", file=sys.stderr)
     return 0
@@ -66,18 +66,20 @@ def command_render(args, pm) -> int:
 def configure(config):
     path = config.option("log")
     if path and config.plugin_manager is not None:
-        config.plugin_manager.register(MeetingLog(Path(path)), name="meeting-log-writer")
+        config.plugin_manager.register(MeetingLog(Path(path), config.outputs), name="meeting-log-writer")
 
 
 class MeetingLog:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, outputs: OutputFiles | None = None):
         self.path = path
+        outputs = outputs or OutputFiles()
         self.offset_ms = 0
         if path.is_file() and path.stat().st_size:  # appending: the same meeting goes on after a gap
             previous = read_log(path)
             ends = [f.get("end_ms") or 0 for f in previous.finals]
             self.offset_ms = max(ends, default=0) + MEETING_GAP_MS
-        self.file = open_output(path, "--log", mode="a")
+        outputs.claim(markdown_path(path), "--log (its Markdown transcript)")  # written at the end
+        self.file = outputs.open(path, "--log", mode="a")
 
     def _append(self, entry: dict) -> None:
         self.file.write(json.dumps(entry, ensure_ascii=False) + "\n")

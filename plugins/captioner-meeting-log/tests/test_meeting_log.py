@@ -87,6 +87,21 @@ def test_render_refuses_what_is_not_a_log_in_one_line(tmp_path):
     assert "not a meeting log" in result.stderr
 
 
+def test_render_never_writes_over_the_log_itself(tmp_path):
+    log = tmp_path / "meeting.jsonl"
+    log.write_text(json.dumps({"type": "final", "session_id": "s", "turn_order": 0, "text": "kept"}) + "\n")
+    before = log.read_bytes()
+    result = subprocess.run([sys.executable, "-m", "captioner", "log", "render", str(log), "-o", f"{tmp_path}/./meeting.jsonl"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "that is the input file" in result.stderr
+    assert log.read_bytes() == before
+
+
+def test_a_log_named_like_its_markdown_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="that is --log"):
+        MeetingLog(tmp_path / "meeting.md")  # its transcript, meeting.md, would overwrite it at the end
+
+
 def test_a_log_in_a_missing_directory_fails_at_start(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         MeetingLog(tmp_path / "no" / "such" / "meeting.jsonl")

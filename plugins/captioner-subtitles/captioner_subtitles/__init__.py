@@ -18,7 +18,7 @@ import webvtt
 import webvtt.vtt
 from webvtt.models import Timestamp
 
-from captioner import UsageError, hookimpl, open_output
+from captioner import OutputFiles, OutputPath, UsageError, hookimpl
 
 from .cues import CueRules, distribute, split_cues
 
@@ -29,8 +29,8 @@ __all__ = ["SubtitleWriter", "CueRules"]
 def add_options(parser, command):
     if command == "serve":
         return
-    parser.add_argument("--srt", metavar="PATH", help="write SubRip captions to PATH as they are spoken")
-    parser.add_argument("--vtt", metavar="PATH", help="write WebVTT captions to PATH as they are spoken")
+    parser.add_argument("--srt", metavar="PATH", type=OutputPath, help="write SubRip captions to PATH as they are spoken")
+    parser.add_argument("--vtt", metavar="PATH", type=OutputPath, help="write WebVTT captions to PATH as they are spoken")
     parser.add_argument("--subtitle-max-chars", type=int, default=42, metavar="N",
                         help="characters per caption line (default 42)")
     parser.add_argument("--subtitle-max-lines", type=int, default=2, metavar="N",
@@ -51,7 +51,12 @@ def configure(config):
         max_lines=_at_least(config.option("subtitle_max_lines", 2), 1, "--subtitle-max-lines"),
         max_seconds=_at_least(config.option("subtitle_max_seconds", 7.0), 1, "--subtitle-max-seconds"),
     )
-    writer = SubtitleWriter(paths, rules, speakers=bool(config.option("subtitle_speakers")))
+    writer = SubtitleWriter(paths, rules, speakers=bool(config.option("subtitle_speakers")), outputs=config.outputs)
+    # Translated tracks open when their first translation comes: claim their paths now,
+    # so a collision (with the input, or another output) is refused before any audio.
+    for language in filter(None, (code.strip() for code in str(config.option("translate") or "").split(","))):
+        for kind, path in writer.paths.items():
+            config.outputs.claim(translated_path(path, language), Track.option(kind, language))
     config.plugin_manager.register(writer, name="subtitle-writer")
 
 
@@ -64,13 +69,18 @@ def _at_least(value, minimum, flag):
 class Track:
     """One open caption file, SubRip or WebVTT."""
 
-    def __init__(self, path: Path, kind: str):
+    def __init__(self, path: Path, kind: str, outputs: OutputFiles, language: str | None = None):
         self.path, self.kind = path, kind
-        self.file = open_output(path, f"--{kind}")
+        self.file = outputs.open(path, self.option(kind, language))
         self.count = 0
         if kind == "vtt":
             self.file.write("WEBVTT\n\n")
         self.file.flush()
+
+    @staticmethod
+    def option(kind: str, language: str | None) -> str:
+        """How errors name the track: "--srt", or "--srt (its es translation)"."""
+        return f"--{kind}" + (f" (its {language} translation)" if language else "")
 
     def write(self, cue) -> None:
         self.count += 1
@@ -112,11 +122,13 @@ class SubtitleWriter:
     """Writes each final as cues. Its hooks run on its own thread, one at a time, in order,
     so it needs no lock (captioner's dispatcher guarantees that)."""
 
-    def __init__(self, paths: dict[str, str], rules: CueRules = CueRules(), speakers: bool = False):
+    def __init__(self, paths: dict[str, str], rules: CueRules = CueRules(), speakers: bool = False,
+                 outputs: OutputFiles | None = None):
         self.rules = rules
         self.speakers = speakers
+        self.outputs = outputs or OutputFiles()
         self.paths = {kind: Path(path) for kind, path in paths.items()}
-        self.tracks = {kind: Track(path, kind) for kind, path in self.paths.items()}
+        self.tracks = {kind: Track(path, kind, self.outputs) for kind, path in self.paths.items()}
         self.translated: dict[tuple[str, str], Track] = {}
 
     def cues(self, turn):
@@ -139,7 +151,9 @@ class SubtitleWriter:
         for kind, path in self.paths.items():
             key = (kind, translation.language)
             if key not in self.translated:
-                self.translated[key] = Track(translated_path(path, translation.language), kind)
+                self.translated[key] = Track(
+                    translated_path(path, translation.language), kind, self.outputs, translation.language
+                )
             for cue in cues:
                 self.translated[key].write(cue)
 
