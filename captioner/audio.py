@@ -222,6 +222,7 @@ def open_audio_file(path: Path) -> soundfile.SoundFile:
         # A FIFO or a device could block forever, or never end: replay reads files.
         raise AudioError(f"{path}: not a regular file; replay reads audio files (for live audio: captioner run)")
     try:
+        open(path, "rb").close()  # libsndfile says only "System error" when it may not read
         audio = soundfile.SoundFile(path)
     except soundfile.LibsndfileError as error:
         reason = str(error.error_string if hasattr(error, "error_string") else error)

@@ -25,11 +25,11 @@ import pluggy
 from . import __version__
 from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE, WavReplaySource
 from .engine import Engine
-from .errors import AuthError, CaptionerError, ConnectionFailed, UsageError
+from .errors import AudioError, AuthError, CaptionerError, ConnectionFailed, UsageError
 from .plugins import blamed_on, build_plugin_manager, configure_plugins, describe_plugins
 from .errors import ProtocolError
 from .protocol import CODECS, codec, v3
-from .protocol.messages import ForceEndpoint, UpdateConfiguration
+from .protocol.messages import ForceEndpoint, SessionParams, UpdateConfiguration
 from .reconnect import ReconnectPolicy
 from .session import SessionTimeouts
 from . import config_file as config_files
@@ -40,7 +40,7 @@ from .outputs import OutputFiles
 from .microphone import MicrophoneSource, list_input_devices
 from .recognizers import Recognizer, load_recognizer, registered_recognizers
 from .settings import Config, Secret, Settings, find_api_key
-from .urls import is_local, redact_url
+from .urls import is_local, is_loopback_host, redact_url
 
 
 DEFAULT_RECOGNIZER = "moonshine"
@@ -259,7 +259,7 @@ def _service_parser() -> argparse.ArgumentParser:
                          help="silence that may end a turn (service default 400)")
     service.add_argument("--max-turn-silence", type=_positive_int, metavar="MS",
                          help="silence that always ends a turn (service default 1280)")
-    service.add_argument("--max-reconnects", type=int, default=10, metavar="N",
+    service.add_argument("--max-reconnects", type=_non_negative_int, default=10, metavar="N",
                          help="reconnect attempts in a row before giving up (default 10; 0: never reconnect)")
     service.add_argument("--resend-seconds", type=_positive_float, default=60.0, metavar="S",
                          help="audio kept to resend after a drop, and held through an outage (default 60)")
@@ -299,7 +299,9 @@ def _with_plugin_options(pm: pluggy.PluginManager, command: str, core: list) -> 
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The session settings; `url` is empty when the embedded recognizer is to be used."""
+    """The session settings; `url` is empty when the embedded recognizer is to be used.
+    Called before the audio source is opened: a mistyped URL is the first thing said."""
+    _check_url(args.url, args.protocol)
     token = Secret(args.token.strip()) if args.token and args.token.strip() else None
     credential = token or find_api_key()
     if args.url and args.offline:
@@ -328,16 +330,27 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         min_turn_silence=args.min_turn_silence,
         max_turn_silence=args.max_turn_silence,
         timeouts=replace(SessionTimeouts(), terminate=args.terminate_timeout),
-        reconnect=ReconnectPolicy(max_attempts=max(0, args.max_reconnects)),
+        reconnect=ReconnectPolicy(max_attempts=args.max_reconnects),
         resend_seconds=args.resend_seconds,
     )
 
 
+def _check_url(url: str | None, protocol: str) -> None:
+    """A mistyped --url (or CAPTIONER_URL) is one line naming where it came from."""
+    if not url:
+        return
+    try:
+        codec(protocol).connect_url(url, SessionParams(sample_rate=DEFAULT_SAMPLE_RATE))
+    except ProtocolError as error:
+        where = "CAPTIONER_URL" if url == os.environ.get("CAPTIONER_URL") else "--url"
+        raise UsageError(f"{where}: {error}") from None
+
+
 def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    settings = settings_from_args(args)
     source = WavReplaySource(
         args.file, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms, speed=None if args.fast else args.speed
     )
-    settings = settings_from_args(args)
     if settings.url and args.fast and not is_local(settings.url):
         raise UsageError("--fast sends audio faster than real time, which the real service refuses (4029); "
                          "use --speed 1 or a local server")
@@ -346,11 +359,6 @@ def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
 
 
 def start_captioning(command: str, args: argparse.Namespace, pm, settings: Settings, source, inputs=()) -> None:
-    if settings.url:
-        try:
-            codec(settings.protocol).connect_url(settings.url, settings.session_params())
-        except ProtocolError as error:  # a bad URL fails before plugins create any file
-            raise UsageError(str(error)) from None
     events = EventBus()
     outputs = OutputFiles(inputs)
     outputs.claim_options(args.commands[command], args)
@@ -361,11 +369,12 @@ def start_captioning(command: str, args: argparse.Namespace, pm, settings: Setti
 
 
 def command_run(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    settings = settings_from_args(args)
     source = MicrophoneSource(
         args.device, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms,
         duration=args.duration, buffer_seconds=args.buffer_seconds,
     )
-    start_captioning("run", args, pm, settings_from_args(args), source)
+    start_captioning("run", args, pm, settings, source)
     return 0
 
 
@@ -392,6 +401,7 @@ def command_config_show(args: argparse.Namespace, pm: pluggy.PluginManager) -> i
 
 
 def command_token(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
+    _check_url(args.url, v3.NAME)
     key = find_api_key()
     if key is None:
         raise UsageError("a token is made with the API key: set ASSEMBLYAI_API_KEY (environment or .env)")
@@ -431,8 +441,7 @@ def command_devices(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     if args.json:
         print(json.dumps([device.__dict__ for device in devices], indent=2))
     elif not devices:
-        print("no input devices found", file=sys.stderr)
-        return 5
+        raise AudioError("no input devices found: PortAudio sees no microphone on this machine")
     else:
         for device in devices:
             print(device.describe())
@@ -507,7 +516,7 @@ async def caption_until_stopped(engine: Engine, source) -> None:
 
 def command_serve(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     key = os.environ.get("CAPTIONER_SERVER_KEY") or None
-    if not is_local(f"ws://{args.host}:0") and key is None:
+    if not is_loopback_host(args.host) and key is None:
         raise UsageError(
             f"--host {args.host} is reachable from other machines: set CAPTIONER_SERVER_KEY, "
             "which clients then send as their API key (ASSEMBLYAI_API_KEY)"
@@ -576,6 +585,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
     return value
 
 

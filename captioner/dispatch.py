@@ -26,6 +26,7 @@ from typing import Any, Callable
 import pluggy
 
 from .events import CaptionError
+from .untrusted import Untrusted
 
 EVENT_HOOKS = (
     "on_session_begin",
@@ -37,6 +38,7 @@ EVENT_HOOKS = (
     "on_session_end",
 )
 _CLOSE = object()
+_UNTRUSTED = Untrusted()
 
 
 class PluginDispatcher:
@@ -296,12 +298,14 @@ class EventBus:
     def emit(self, hook: str, **kwargs: Any) -> None:
         if hook not in self.EMITTABLE:
             raise ValueError(f"plugins may emit {sorted(self.EMITTABLE)}, not {hook!r}")
+        # A translation comes from a network service too: its text is made safe here.
+        kwargs = {name: _UNTRUSTED.fields(value) for name, value in kwargs.items()}
         # After on_session_end nothing more is delivered: a late translation is dropped.
         self._call(lambda dispatcher: dispatcher.ended or dispatcher.emit(hook, **kwargs))
 
     def error(self, message: str, plugin: str | None = None) -> None:
         """Report a problem the plugin survived: it reaches every plugin's on_error."""
-        error = CaptionError(kind="plugin", message=message, fatal=False, plugin=plugin)
+        error = CaptionError(kind="plugin", message=_UNTRUSTED.text(message), fatal=False, plugin=plugin)
         self._call(lambda dispatcher: dispatcher.report(error))
 
     def _call(self, action: Callable[[PluginDispatcher], None]) -> None:

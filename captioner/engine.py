@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -16,7 +18,7 @@ import pluggy
 
 from .audio import AudioSource
 from .dispatch import EventBus, PluginDispatcher
-from .errors import CaptionerError
+from .errors import AudioError, CaptionerError, NoTermination
 from .events import AudioLevel, CaptionError, Session, SessionSummary
 from .plugins import trace_enabled
 from .pump import AudioPump
@@ -37,6 +39,8 @@ from .turns import TurnAssembler
 # A long meeting with a flaky server must not grow memory: keep this many errors in the
 # summary (and every fatal one), and count the rest.
 MAX_KEPT_ERRORS = 100
+# Survived problems reported once, then counted: what a misbehaving server repeats.
+REPEATABLE_KINDS = frozenset({"protocol", "server"})
 
 
 class Engine:
@@ -98,6 +102,7 @@ class _Run:
         self.session_delivered = False  # the current session delivered a final
         self.audio_seconds_sent = 0.0  # over all sessions, resent audio included
         self.reconnects = 0
+        self.repeats: dict[tuple[str, str], list] = {}  # (kind, shape) -> [first report, repeats]
 
     def stop(self) -> None:
         if self.pump is not None:
@@ -132,6 +137,7 @@ class _Run:
             self.report(CaptionError(kind=error.kind, message=str(error), fatal=True, code=error.code))
         finally:
             await self.pump.close()
+            self.summarise_repeats()
             for turn in self.assembler.flush():
                 self.deliver(turn)
             loop = asyncio.get_running_loop()
@@ -146,29 +152,42 @@ class _Run:
 
     async def sessions(self) -> None:
         """One session after another until the audio is done: a dropped connection is
-        reconnected, with backoff, and the new session resends the turn in progress."""
+        reconnected, with backoff, and the new session resends the turn in progress.
+
+        Once the audio has ended (its end, Ctrl-C, SIGTERM, --duration) reconnecting is
+        only worth it for audio whose finals have not come, and all of it gets one
+        --terminate-timeout: a server that drops or ignores Terminate cannot keep a stop
+        going for minutes."""
         backoff = Backoff(self.settings.reconnect)
         pump = self.pump
         assert pump is not None
+        loop = asyncio.get_running_loop()
+        stop_deadline: float | None = None  # set by the first failure after the audio ended
         while True:
             self.session_offset_ms = pump.rewind()
             self.session_delivered = False
             self.session = self.settings.new_session()
             try:
-                await self.session.run(pump.session_chunks(), self.on_message)
+                await self._run_session(stop_deadline)
                 if pump.error is not None:
                     raise pump.error  # the audio failed: its finals are in, now say why
                 return
             except CaptionerError as error:
-                if not retryable(error):
-                    raise
+                began_before = bool(self.session_ids)
+                if not retryable(error, began_before):
+                    raise self._naming_missing(error)
                 if self.session_delivered:
                     backoff.healthy()
-                ever_connected = bool(self.session_ids)
-                delay = backoff.next_delay(ever_connected)
+                delay = backoff.next_delay(began_before)
                 if delay is None:
-                    raise
-                if not ever_connected:
+                    raise self._naming_missing(error)
+                if pump.finished:
+                    if pump.unfinished_ms() == 0:
+                        return  # every final is in: nothing to reconnect for
+                    if stop_deadline is None:
+                        stop_deadline = loop.time() + self.settings.timeouts.terminate
+                    delay = min(delay, max(0.0, stop_deadline - loop.time()))
+                if not began_before:
                     # Not yet connected at all: try again quietly; if it never works,
                     # the one line that says why is the error itself.
                     await asyncio.sleep(delay)
@@ -188,6 +207,32 @@ class _Run:
                 await asyncio.sleep(delay)
             finally:
                 self.audio_seconds_sent += self.session.audio_seconds_sent
+
+    async def _run_session(self, deadline: float | None) -> None:
+        assert self.session is not None and self.pump is not None
+        run = self.session.run(self.pump.session_chunks(), self.on_message)
+        if deadline is None:
+            await run
+            return
+        try:
+            await asyncio.wait_for(run, max(0.0, deadline - asyncio.get_running_loop().time()))
+        except TimeoutError:
+            raise NoTermination(
+                f"gave up on {self.session.where} after --terminate-timeout "
+                f"({self.settings.timeouts.terminate:g} s) of trying to get the last finals"
+            ) from None
+
+    def _naming_missing(self, error: CaptionerError) -> CaptionerError:
+        """The error that ends the run, saying which stretch of audio may lack its finals."""
+        assert self.pump is not None
+        unfinished = self.pump.unfinished_ms()
+        if not unfinished or isinstance(error, AudioError):
+            return error
+        start = self.pump.read_ms - unfinished
+        return type(error)(
+            f"{error} (captions of the audio from {_clock(start)} to {_clock(self.pump.read_ms)} may be missing)",
+            error.code,
+        )
 
     def audio_lost(self, seconds: float, total: float) -> None:
         self.report(
@@ -246,9 +291,28 @@ class _Run:
 
     def report(self, error: CaptionError) -> None:
         self.error_count += 1
+        if not error.fatal and error.kind in REPEATABLE_KINDS:
+            # A server that sends the same bad frame a hundred times is one line, and a
+            # count at the end: not a hundred lines.
+            key = (error.kind, re.sub(r"\d+", "#", error.message))
+            if key in self.repeats:
+                self.repeats[key][1] += 1
+                return
+            self.repeats[key] = [error, 0]
+        self._keep(error)
+        self.dispatcher.emit("on_error", error=error)
+
+    def _keep(self, error: CaptionError) -> None:
         if error.fatal or len(self.errors) < MAX_KEPT_ERRORS:
             self.errors.append(error)
-        self.dispatcher.emit("on_error", error=error)
+
+    def summarise_repeats(self) -> None:
+        for first, times in self.repeats.values():
+            if times:
+                summary = replace(first, message=f"{first.message} (and {times} more like it)")
+                self._keep(summary)
+                self.dispatcher.emit("on_error", error=summary)
+        self.repeats.clear()
 
     def summary(self) -> SessionSummary:
         return SessionSummary(
@@ -301,6 +365,11 @@ class LevelMeter:
                 ),
             )
             self._start()
+
+
+def _clock(ms: float) -> str:
+    minutes, seconds = divmod(ms / 1000, 60)
+    return f"{int(minutes):02d}:{seconds:04.1f}"
 
 
 def _dbfs(amplitude: float) -> float:

@@ -40,6 +40,10 @@ class ConnectionFailed(CaptionerError):
     kind = "connection"
 
 
+class NoTermination(ConnectionFailed):
+    """The server stayed silent after Terminate: the last finals may never come. Not retried."""
+
+
 class AudioError(CaptionerError):
     """An audio source could not be opened or read."""
 
@@ -52,6 +56,15 @@ class ServerError(CaptionerError):
 
     exit_code = 6
     kind = "server"
+
+
+class NotAStreamingServer(ServerError):
+    """Connected, but the server does not speak the protocol: it never began a session,
+    or sent nothing but frames that are not the protocol's."""
+
+
+class MessageTooBig(ServerError):
+    """The server sent a message larger than captioner reads. Not retried: it would again."""
 
 
 class ProtocolError(ValueError):

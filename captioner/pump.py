@@ -106,6 +106,10 @@ class AudioPump:
 
     # ------------------------------------------------------------ the sessions' side
 
+    def unfinished_ms(self) -> int:
+        """Audio read whose finals have not come (kept for resending), in ms."""
+        return self.read_ms - self.kept[0][0] if self.kept else 0
+
     def rewind(self) -> int:
         """A new session begins: it resends from the kept audio's start. Returns that
         start on the meeting clock, where the new session's clock begins."""

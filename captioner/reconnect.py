@@ -12,7 +12,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .errors import AuthError, CaptionerError, ConnectionFailed, ServerError
+from .errors import (
+    AuthError,
+    CaptionerError,
+    ConnectionFailed,
+    MessageTooBig,
+    NoTermination,
+    NotAStreamingServer,
+    ServerError,
+)
 from .protocol import closecodes
 
 
@@ -24,9 +32,14 @@ class ReconnectPolicy:
     first_session_attempts: int = 2  # a server that never answered at all: give up sooner
 
 
-def retryable(error: CaptionerError) -> bool:
-    if isinstance(error, AuthError):
+def retryable(error: CaptionerError, began_before: bool = True) -> bool:
+    """Whether another session could fix `error`. A server that is not a streaming server
+    is worth another try only if it began sessions before in this meeting (a hiccup);
+    one that stayed silent after Terminate, or sent a message too big to read, is not."""
+    if isinstance(error, (AuthError, NoTermination, MessageTooBig)):
         return False
+    if isinstance(error, NotAStreamingServer):
+        return began_before
     if isinstance(error, ServerError):
         return error.code not in closecodes.NOT_RETRYABLE
     return isinstance(error, ConnectionFailed)

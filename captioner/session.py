@@ -17,10 +17,25 @@ from typing import AsyncIterable, Callable, Union
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from .errors import AuthError, ConnectionFailed, ProtocolError, ServerError, UsageError
+from .errors import (
+    AuthError,
+    ConnectionFailed,
+    MessageTooBig,
+    NoTermination,
+    NotAStreamingServer,
+    ProtocolError,
+    ServerError,
+    UsageError,
+)
 from .protocol import Codec, closecodes
-from .protocol.messages import Audio, ClientMessage, ServerMessage, SessionParams, Terminate, Termination
-from .urls import redact_url, without_query
+from .protocol.messages import Audio, Begin, ClientMessage, ServerMessage, SessionParams, Terminate, Termination
+from .untrusted import Untrusted
+from .urls import redact_url, url_secrets, without_query
+
+MAX_MESSAGE_BYTES = 1 << 20  # a bigger server message is refused (1009); a Turn of 8000 words fits
+# Frames that are not the protocol's, with nothing before them that is: whoever answers
+# is not a streaming server of this protocol (an echo server, a web app).
+NOT_THE_PROTOCOL_AFTER = 3
 
 @dataclass(frozen=True)
 class MalformedFrame:
@@ -35,6 +50,7 @@ Received = Union[ServerMessage, MalformedFrame]
 @dataclass(frozen=True)
 class SessionTimeouts:
     open: float = 10.0  # the WebSocket handshake
+    begin: float = 5.0  # after the handshake, how long the service may take to begin the session
     terminate: float = 10.0  # after Terminate, how long the service may stay silent before we give up
 
 
@@ -51,6 +67,8 @@ class StreamingSession:
         self.params = params
         self.timeouts = timeouts
         self._credential = credential
+        # Everything the server says is cleaned, and these never come back from it.
+        self.untrusted = Untrusted([credential, *url_secrets(base_url)])
         try:
             self.url = codec.connect_url(base_url, params)
         except ProtocolError as error:
@@ -61,6 +79,9 @@ class StreamingSession:
         self.terminate_sent = False
         self._last_message_at = 0.0
         self.terminated = False
+        self.began = False  # the server sent Begin
+        self._began = asyncio.Event()
+        self._not_protocol: list[MalformedFrame] = []  # frames that did not decode, before Begin
         self._websocket: ClientConnection | None = None
         self._controls: set[asyncio.Task] = set()
 
@@ -76,6 +97,7 @@ class StreamingSession:
             sender = asyncio.create_task(self._send(websocket, audio), name="captioner-send")
             receiver = asyncio.create_task(self._receive(websocket, on_message), name="captioner-receive")
             try:
+                await self._await_begin(receiver)
                 await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
                 if sender.done() and sender.exception() is None and not receiver.done():
                     await self._await_termination(receiver)
@@ -83,9 +105,9 @@ class StreamingSession:
                 for task in (sender, receiver):
                     task.cancel()
                 await asyncio.gather(sender, receiver, return_exceptions=True)
-            for task in (sender, receiver):
+            for task in (receiver, sender):
                 if not task.cancelled() and task.exception():
-                    raise task.exception()  # a bug of ours, not a close code
+                    raise task.exception()  # not the protocol, or a bug of ours: not a close code
             self._raise_for_close(websocket)
 
     def control(self, message: ClientMessage) -> bool:
@@ -106,6 +128,21 @@ class StreamingSession:
         except websockets.ConnectionClosed:
             pass  # the receiver reports the close
 
+    async def _await_begin(self, receiver: asyncio.Task) -> None:
+        """A server that accepts the connection but never begins a session is not one to
+        stream into: say so, instead of sending audio into the void."""
+        began = asyncio.ensure_future(self._began.wait())
+        try:
+            done, _ = await asyncio.wait({began, receiver}, timeout=self.timeouts.begin,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            began.cancel()
+        if not done:
+            raise NotAStreamingServer(
+                f"connected to {self.where}, but the server never began a session (no Begin within "
+                f"{self.timeouts.begin:g} s): is it an AssemblyAI {self.codec.NAME} server?"
+            )
+
     async def _await_termination(self, receiver: asyncio.Task) -> None:
         """All audio is out and Terminate sent: wait while the service works through it.
 
@@ -117,10 +154,7 @@ class StreamingSession:
         while not receiver.done():
             quiet_for = loop.time() - self._last_message_at
             if quiet_for >= limit:
-                raise ConnectionFailed(
-                    f"no Termination from {self.where}: it said nothing for {limit:g} s after "
-                    "Terminate; the last turn may be missing"
-                )
+                raise NoTermination(f"no Termination from {self.where}: it said nothing for {limit:g} s after Terminate")
             await asyncio.wait({receiver}, timeout=limit - quiet_for)
 
     async def _connect(self) -> ClientConnection:
@@ -132,6 +166,7 @@ class StreamingSession:
                 open_timeout=self.timeouts.open,
                 # PCM barely compresses, and deflate would cost CPU on the audio path.
                 compression=None,
+                max_size=MAX_MESSAGE_BYTES,
                 user_agent_header=f"captioner/{_version()}",
             )
         except websockets.InvalidStatus as error:
@@ -153,7 +188,7 @@ class StreamingSession:
             ) from None
         except (OSError, websockets.InvalidHandshake) as error:
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-            raise ConnectionFailed(f"cannot connect to {where}: {reason}") from None
+            raise ConnectionFailed(f"cannot connect to {where}: {self.untrusted.text(reason)}") from None
 
     async def _send(self, websocket: ClientConnection, audio: AsyncIterable[bytes]) -> None:
         try:
@@ -176,11 +211,15 @@ class StreamingSession:
         try:
             async for frame in websocket:
                 self._last_message_at = loop.time()
-                try:
-                    message = self.codec.decode_server(frame)
-                except ProtocolError as error:
-                    on_message(MalformedFrame(error))
+                message = self.decode(frame)
+                if isinstance(message, MalformedFrame):
+                    self._malformed(message, on_message)
                     continue
+                if isinstance(message, Begin):
+                    self.began = True
+                    self._began.set()
+                    for earlier in self._not_protocol:  # a slip before Begin, after all
+                        on_message(earlier)
                 on_message(message)
                 if isinstance(message, Termination):
                     self.terminated = True
@@ -188,11 +227,36 @@ class StreamingSession:
         except websockets.ConnectionClosed:
             pass  # _raise_for_close reads the code
 
+    def decode(self, frame: str | bytes) -> Received:
+        """A frame as the engine may see it: decoded, and every string in it made safe
+        (no escape sequences or control characters, the credential masked)."""
+        try:
+            return self.untrusted.fields(self.codec.decode_server(frame))
+        except ProtocolError as error:
+            return MalformedFrame(ProtocolError(self.untrusted.text(str(error))))
+
+    def _malformed(self, frame: MalformedFrame, on_message: Callable[[Received], None]) -> None:
+        if self.began:
+            on_message(frame)
+            return
+        self._not_protocol.append(frame)  # reported if Begin comes after all
+        if len(self._not_protocol) >= NOT_THE_PROTOCOL_AFTER:
+            raise NotAStreamingServer(
+                f"{self.where} is not an AssemblyAI {self.codec.NAME} server: its first "
+                f"{len(self._not_protocol)} messages were not {self.codec.NAME} messages ({frame.error})"
+            )
+
     def _raise_for_close(self, websocket: ClientConnection) -> None:
         if self.terminated:
             return
-        code, reason = websocket.close_code, websocket.close_reason or ""
+        code, reason = websocket.close_code, self.untrusted.text(websocket.close_reason or "")
         where = self.where
+        sent = websocket.protocol.close_sent
+        if sent is not None and sent.code == closecodes.MESSAGE_TOO_BIG:
+            raise MessageTooBig(
+                f"{where} sent a message over {MAX_MESSAGE_BYTES >> 20} MiB, more than captioner reads "
+                "(a server that is not a speech-to-text service?)", sent.code
+            )
         if code == closecodes.NORMAL:
             if self.terminate_sent:
                 return  # closed cleanly after Terminate, only without the courtesy message

@@ -127,6 +127,9 @@ def bad_audio(tmp_path):
         (["replay", HELLO, "--url", "ws://[::1/v3/ws"], 2, ["not a valid URL"]),
         (["replay", HELLO, "--url", "ws://127.0.0.1:99999/v3/ws"], 2, ["not a valid URL"]),
         (["replay", HELLO, "--sample-rate", "10"], 2, ["8000 to 48000 Hz"]),
+        (["replay", "missing.wav", "--url", "htp://127.0.0.1:8765"], 2, ["--url: not a WebSocket URL", "htp://"]),
+        (["replay", HELLO, "--max-reconnects", "-1"], 2, ["--max-reconnects", "must be 0 or more"]),
+        (["token", "--url", "ws//127.0.0.1"], 2, ["--url: not a WebSocket URL"]),
         (["fake-server", "--script", "x.json", "--port", "99999"], 2, ["not a port number"]),
         (["replay", "missing.wav", "-p", "x.py"], 2, ["-p x.py: no such file"]),
         (["fake-server", "--script", "missing.json"], 2, ["missing.json: cannot read transcript script"]),
@@ -138,6 +141,41 @@ def test_bad_input_is_one_line_and_an_exit_code(cli, tmp_path, args, code, fragm
     result = cli(*args, cwd=tmp_path)
     assert_one_line_error(result, code, *fragments)
     assert "SECRET-T0KEN" not in result.stderr and "hunter2" not in result.stderr
+
+
+def test_a_bad_captioner_url_names_the_variable(cli):
+    result = cli("replay", "missing.wav", env={"CAPTIONER_URL": "127.0.0.1:8765/v3/ws"})
+    assert_one_line_error(result, 2, "CAPTIONER_URL: not a WebSocket URL")
+
+
+def test_an_input_captioner_may_not_read_says_permission_denied(cli, tmp_path):
+    locked = tmp_path / "locked.wav"
+    locked.write_bytes(fixture("hello.wav").read_bytes())
+    locked.chmod(0)
+    # root reads anything: drop the capabilities that let it, so the file mode holds.
+    prefix = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+              "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    result = subprocess.run([*prefix, sys.executable, "-m", "captioner", "replay", str(locked), "--url",
+                             "ws://127.0.0.1:9/v3/ws"], capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, 5, f"{locked}: permission denied")
+
+
+def test_no_input_device_is_one_error_line(cli):
+    if os.path.exists("/proc/asound/cards") and open("/proc/asound/cards").read().strip() != "--- no soundcards ---":
+        pytest.skip("this machine has a sound card")
+    result = cli("devices", env={"PULSE_SERVER": "unix:/nonexistent"})
+    assert_one_line_error(result, 5, "captioner: error: no input devices found")
+
+
+def test_serve_on_ipv6_loopback_needs_no_key():
+    process = subprocess.Popen([sys.executable, "-m", "captioner", "serve", "--host", "::1", "--port", "0",
+                                "--recognizer", "pocketsphinx"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        assert re.fullmatch(r"ws://\[::1\]:\d+/v3/ws", process.stdout.readline().strip()), process.stderr.read()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_an_unreadable_dotenv_is_one_line(cli, tmp_path):
@@ -219,8 +257,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_sentence_being_spoken(server):
 
 
 def test_a_second_ctrl_c_exits_at_once():
-    # Replies lag 5 s, so after the first Ctrl-C the run is still waiting for its finals.
-    with FakeServerThread(FakeStreamingServer(SCRIPT, reply_delay_ms=5000)) as slow:
+    # Replies lag 3 s, so after the first Ctrl-C the run is still waiting for its finals.
+    with FakeServerThread(FakeStreamingServer(SCRIPT, reply_delay_ms=3000)) as slow:
         process = start_replay(slow, "--speed", "4", "--terminate-timeout", "60")
         process.stdout.readline()
         process.send_signal(signal.SIGINT)

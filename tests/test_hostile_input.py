@@ -127,3 +127,71 @@ def test_unusual_but_valid_files_are_converted_and_captioned(tmp_path, replay, n
     result = replay(tmp_path / name, script=fixture("hello.json"))
     assert result.error is None
     assert result.final_texts == TranscriptScript.load(fixture("hello.json")).finals
+
+
+# ------------------------------------------------------------------ text from the network
+
+
+def _unsafe(data: bytes) -> list[int]:
+    """Bytes below 0x20 other than newline: what must never reach a file or a terminal."""
+    return sorted({byte for byte in data if byte < 0x20 and byte != 0x0A})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()),
+               min_size=1, max_size=60))
+def test_no_control_byte_from_the_server_reaches_a_file_or_the_terminal(tmp_path_factory, text):
+    """Any string a server sends, through the client's whole text path (the session's
+    decoding, the turn assembler, the terminal view on a terminal and on a pipe, caption
+    files, the meeting log and its Markdown), leaves no control byte anywhere."""
+    import io
+
+    from captioner.events import CaptionError
+    from captioner.protocol.messages import SessionParams
+    from captioner.session import StreamingSession
+    from captioner.terminal import TerminalCaptions
+    from captioner.turns import TurnAssembler
+    from captioner_meeting_log import MeetingLog
+    from captioner_subtitles import SubtitleWriter
+
+    session = StreamingSession(v3, "ws://127.0.0.1:9", SessionParams(16000), credential="secret-key")
+    words = [{"text": word, "start": 100 * i, "end": 100 * i + 90, "confidence": 0.5, "word_is_final": True,
+              "speaker": text} for i, word in enumerate(text.split() or [text])]
+    frames = [
+        json.dumps({"type": "Begin", "id": text, "expires_at": 1}),
+        json.dumps({"type": "Warning", "warning_code": 1, "warning": text}),
+        *(json.dumps({"type": "Turn", "turn_order": 0, "turn_is_formatted": False, "end_of_turn": final,
+                      "transcript": text, "end_of_turn_confidence": 0.5, "words": words, "speaker_label": text})
+          for final in (False, True)),
+    ]
+    assembler = TurnAssembler()
+    directory = tmp_path_factory.mktemp("out")
+    views = [TerminalCaptions(out=io.StringIO(), err=io.StringIO(), force_terminal=live, timestamps=True)
+             for live in (True, False)]
+    views[0].console.record = True  # what the live view drew, without the cursor moves it adds itself
+    writer = SubtitleWriter({"srt": directory / "c.srt", "vtt": directory / "c.vtt"}, speakers=True)
+    log = MeetingLog(directory / "c.jsonl")
+    for frame in frames:
+        message = session.decode(frame)
+        if type(message).__name__ == "Begin":
+            assembler.begin(message.session_id)
+        elif type(message).__name__ == "ServerWarning":
+            for view in views:
+                view.on_error(CaptionError(kind="server", message=f"the server warned: {message.message}", fatal=False))
+        else:
+            for turn in assembler.feed(message):
+                for view in views:
+                    (view.on_final if turn.is_final else view.on_partial)(turn)
+                if turn.is_final:
+                    writer.on_final(turn)
+                    log.on_final(turn)
+    for view in views:
+        view.on_session_end(None)
+    writer.on_session_end(None)
+    log.on_session_end(None)
+    printed = [views[0].console.export_text(styles=False) + views[0].err.getvalue(),
+               views[1].out.getvalue() + views[1].err.getvalue()]
+    for output in [text.encode("utf-8", "surrogatepass") for text in printed] + [
+        path.read_bytes() for path in sorted(directory.iterdir())
+    ]:
+        assert not _unsafe(output), output

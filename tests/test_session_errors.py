@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 import socket
 
-from captioner.errors import AuthError, ConnectionFailed
+from captioner.errors import AuthError, ConnectionFailed, NoTermination
 from captioner.reconnect import ReconnectPolicy
 from captioner.session import SessionTimeouts
 from captioner.urls import redact_url
 from captioner.settings import Secret, Settings
+from captioner.server import ServerThread
+from captioner.testing.misbehaving import MisbehavingServer
 from captioner.testing import ANY, Fault, TranscriptScript, close_at, drop_at, malformed_at
 from conftest import fixture
 
@@ -96,11 +98,14 @@ def test_slow_replies_still_deliver_every_final(replay):
     assert result.error is None and result.final_texts == TranscriptScript.load(fixture("hello.json")).finals
 
 
-def test_no_termination_within_the_timeout_is_reported(replay):
-    settings = Settings(timeouts=SessionTimeouts(terminate=0.2), reconnect=ReconnectPolicy(max_attempts=0))
-    result = replay(fixture("hello.wav"), reply_delay_ms=2000, settings=settings)
-    assert isinstance(result.error, ConnectionFailed)
+def test_no_termination_within_the_timeout_is_reported_once_with_what_may_be_missing(replay):
+    settings = Settings(timeouts=SessionTimeouts(terminate=0.2))
+    with ServerThread(MisbehavingServer("ignore-terminate")) as server:
+        result = replay(fixture("hello.wav"), server=server, settings=settings)
+    assert isinstance(result.error, NoTermination)
     assert "no Termination" in str(result.error) and "said nothing for 0.2 s" in str(result.error)
+    assert "captions of the audio from 00:00.9 to 00:05.0 may be missing" in str(result.error)
+    assert result.final_texts == ["hello there"] and server.connections == 1
 
 
 def test_urls_lose_their_secrets_before_anyone_sees_them():

@@ -7,6 +7,7 @@ is an error; the codes in NOT_RETRYABLE mean a reconnect would fail the same way
 from __future__ import annotations
 
 NORMAL = 1000
+MESSAGE_TOO_BIG = 1009
 
 MEANINGS: dict[int, str] = {
     1013: "temporary server condition",
