@@ -264,8 +264,8 @@ def _service_parser() -> argparse.ArgumentParser:
     service.add_argument("--resend-seconds", type=_positive_float, default=60.0, metavar="S",
                          help="audio kept to resend after a drop, and held through an outage (default 60)")
     service.add_argument("--terminate-timeout", type=_positive_float, default=10.0, metavar="S",
-                         help="at the end, how long the server may stay silent before captioner "
-                         "gives up waiting for the last finals (default 10)")
+                         help="at the end, how long the server may stay silent, and reconnecting for the "
+                         "last finals may take, before captioner gives up on them (default 10)")
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import socket
 
-from captioner.errors import AuthError, ConnectionFailed, NoTermination
+from captioner.errors import AuthError, ConnectionFailed, NoTermination, NotAStreamingServer
 from captioner.reconnect import ReconnectPolicy
 from captioner.session import SessionTimeouts
 from captioner.urls import redact_url
@@ -106,6 +106,17 @@ def test_no_termination_within_the_timeout_is_reported_once_with_what_may_be_mis
     assert "no Termination" in str(result.error) and "said nothing for 0.2 s" in str(result.error)
     assert "captions of the audio from 00:00.9 to 00:05.0 may be missing" in str(result.error)
     assert result.final_texts == ["hello there"] and server.connections == 1
+
+
+def test_a_server_that_stops_beginning_sessions_mid_meeting_is_reconnected_within_the_limit(replay):
+    """No Begin ends the run when no session ever began; mid-meeting it is one more drop."""
+    settings = Settings(timeouts=SessionTimeouts(begin=0.3),
+                        reconnect=ReconnectPolicy(max_attempts=2, first_delay=0.01, max_delay=0.01))
+    with ServerThread(MisbehavingServer("stops-beginning")) as server:
+        result = replay(fixture("hello.wav"), server=server, settings=settings)
+    assert isinstance(result.error, NotAStreamingServer) and "never began a session" in str(result.error)
+    assert server.connections == 3  # the first, then the two reconnects --max-reconnects 2 allows
+    assert result.final_texts == ["hello there"]
 
 
 def test_urls_lose_their_secrets_before_anyone_sees_them():

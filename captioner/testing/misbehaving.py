@@ -30,6 +30,7 @@ BEHAVIOURS = (
     "oversize",  # Begin, then a 2 MiB Turn
     "hostile-text",  # turns, a warning and an error whose text is `text`; Termination as usual
     "echo-key",  # echoes the Authorization header in a warning, an error and a close reason, then behaves
+    "stops-beginning",  # the first connection begins, sends a final and closes with 1011; later ones never begin
 )
 
 HOSTILE_TEXT = (
@@ -118,6 +119,15 @@ class MisbehavingServer:
             return
         await websocket.send(_turn(0, "hello there", 300, 900, final=True))
         await _terminate_when_asked(websocket)
+
+
+    async def _stops_beginning(self, websocket: ServerConnection, key: str) -> None:
+        if self.connections > 1:
+            await _read_all(websocket)
+            return
+        await _begin(websocket)
+        await websocket.send(_turn(0, "hello there", 300, 900, final=True))
+        await websocket.close(1011, "internal error")
 
 
 async def _begin(websocket: ServerConnection) -> None:
