@@ -23,7 +23,7 @@ FIXTURES = ROOT / "fixtures"
 sys.path.insert(0, str(ROOT))
 
 from captioner import hookimpl  # noqa: E402
-from captioner.audio import WavReplaySource  # noqa: E402
+from captioner.audio.replay import WavReplaySource  # noqa: E402
 from captioner.testing import TranscriptScript, replay_async  # noqa: E402
 
 

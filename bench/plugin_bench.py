@@ -20,7 +20,7 @@ def bench_plugins(speed: float) -> dict:
     import captioner_meeting_log
     import captioner_subtitles
     import captioner_translate
-    from captioner.dispatch import PluginDispatcher
+    from captioner.plugins.dispatch import PluginDispatcher
     from captioner.testing import replay
 
     emitted: dict[int, float] = {}
@@ -78,7 +78,7 @@ def bench_plugins(speed: float) -> dict:
 
 CAPTURE_PROBE = """
 import asyncio, json, os, sys, time
-from captioner.microphone import MicrophoneSource
+from captioner.audio.microphone import MicrophoneSource
 
 async def main(seconds):
     source = MicrophoneSource("pulse", duration=seconds)

@@ -39,9 +39,9 @@ def pcm_chunks(wav: str) -> Iterator[bytes]:
 class Captioner:
     def __init__(self, realtime: bool, slow_plugin: bool):
         from captioner import hookimpl
-        from captioner.audio import WavReplaySource
-        from captioner.engine import Engine
-        from captioner.plugins import build_plugin_manager
+        from captioner.audio.replay import WavReplaySource
+        from captioner.client.engine import Engine
+        from captioner.plugins.manager import build_plugin_manager
         from captioner.settings import Settings
 
         self.receipts: list[tuple] = []

@@ -14,13 +14,13 @@ from typing import Mapping
 
 from dotenv import dotenv_values
 
-from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE
+from .audio.pcm import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE
 from .errors import UsageError
 from .outputs import OutputFiles
 from .protocol import codec, v3
 from .protocol.messages import SessionParams
-from .reconnect import ReconnectPolicy
-from .session import SessionTimeouts
+from .client.reconnect import ReconnectPolicy
+from .client.session import SessionTimeouts
 
 API_KEY_VARIABLE = "ASSEMBLYAI_API_KEY"
 
@@ -122,7 +122,7 @@ class Settings:
     def new_session(self):
         """A StreamingSession with these settings. A v2 temporary token travels in the
         query (?token=), as the legacy service wants; everything else in Authorization."""
-        from .session import StreamingSession
+        from .client.session import StreamingSession
 
         protocol = codec(self.protocol)
         params = self.session_params()

@@ -9,7 +9,8 @@ import pytest
 import soundfile
 import soxr
 
-from captioner.audio import Pacer, PcmConverter, Rechunker, WavReplaySource
+from captioner.audio.pcm import PcmConverter, Rechunker
+from captioner.audio.replay import Pacer, WavReplaySource
 from captioner.errors import AudioError
 from conftest import fixture
 
@@ -125,7 +126,7 @@ def test_bad_files_fail_at_open_with_one_clear_line(tmp_path, case):
 
 @pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100])
 def test_chunks_are_never_shorter_than_asked(rate):
-    from captioner.audio import chunk_bytes
+    from captioner.audio.pcm import chunk_bytes
 
     assert chunk_bytes(rate, 50) / 2 / rate >= 0.05
     assert chunk_bytes(rate, 50) / 2 / rate < 0.05 + 1 / rate

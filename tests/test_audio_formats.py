@@ -11,9 +11,9 @@ import pytest
 import soundfile
 import soxr
 
-from captioner.embedded import EmbeddedServer
-from captioner.recognizers.moonshine import MoonshineRecognizer
-from captioner.server import ServerThread
+from captioner.server.embedded import EmbeddedServer
+from captioner.default_plugins.moonshine import MoonshineRecognizer
+from captioner.server.streaming import ServerThread
 from conftest import fixture
 
 REFERENCE = fixture("hello.txt").read_text()

@@ -16,11 +16,11 @@ import pytest
 import soundfile
 from websockets.sync.client import connect
 
-from captioner.embedded import EmbeddedServer, RecognitionSettings
-from captioner.recognizers import RecognizerUnavailable
-from captioner.recognizers.moonshine import MoonshineRecognizer
-from captioner.recognizers.pocketsphinx import PocketSphinxRecognizer
-from captioner.server import ServerLimits, ServerThread
+from captioner.server.embedded import EmbeddedServer, RecognitionSettings
+from captioner.server.recognizer import RecognizerUnavailable
+from captioner.default_plugins.moonshine import MoonshineRecognizer
+from captioner.default_plugins.pocketsphinx import PocketSphinxRecognizer
+from captioner.server.streaming import ServerLimits, ServerThread
 from captioner.settings import Settings
 from conftest import converse, fixture
 
@@ -155,7 +155,7 @@ def test_pocketsphinx_decodes_a_growing_turn_once_with_the_words_of_a_whole_deco
 
 
 def test_only_decoding_done_twice_counts_against_the_partial_budget():
-    from captioner.embedded import DecodePool
+    from captioner.server.embedded import DecodePool
 
     class StartsOver:  # a recognizer without transcribe_partial, as Whisper-like ones are
         name, punctuates = "starts-over", False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from captioner.recognizers.endpointing import (
+from captioner.server.endpointing import (
     EndpointSettings,
     MayEnd,
     MustEnd,
@@ -11,7 +11,7 @@ from captioner.recognizers.endpointing import (
     TurnStarted,
     speech_spans,
 )
-from captioner.recognizers.wordtimes import estimate_word_times
+from captioner.server.wordtimes import estimate_word_times
 
 
 def run(detector, pattern):

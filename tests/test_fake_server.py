@@ -9,7 +9,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript, close_at, drop_at, malformed_at
-from captioner.server import ServerLimits
+from captioner.server.streaming import ServerLimits
 from captioner.testing.player import ScriptPlayer
 from captioner.protocol.messages import SessionParams
 from conftest import converse, fixture

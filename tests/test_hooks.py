@@ -13,9 +13,9 @@ import pytest
 import soundfile
 
 from captioner import UsageError, hookimpl, hookspecs
-from captioner.cli import build_parser
-from captioner.plugins import configure_plugins
-from captioner.plugins import build_plugin_manager
+from captioner.cli.commands import build_parser
+from captioner.plugins.manager import configure_plugins
+from captioner.plugins.manager import build_plugin_manager
 from captioner.settings import Config, Settings
 from captioner.testing import TranscriptScript, close_at, malformed_at
 from conftest import ROOT, fixture
@@ -123,7 +123,7 @@ def test_hook_configure():
 
 
 def test_hook_register_recognizers():
-    from captioner.recognizers import Transcription, load_recognizer, registered_recognizers
+    from captioner.server.recognizer import Transcription, load_recognizer, registered_recognizers
 
     class Echo:
         name, punctuates = "echo", True
@@ -158,7 +158,7 @@ def test_hook_register_recognizers():
 
 
 def test_hook_register_translators():
-    from captioner.plugins import collect_registrations
+    from captioner.plugins.manager import collect_registrations
 
     class Registers:
         @hookimpl
@@ -219,7 +219,7 @@ def test_hook_on_translation(replay):
     assert [t.turn.turn_order for t in got] == list(range(len(result.finals)))
     assert [e.message for e in result.errors] == ["just saying"] * len(result.finals)
     with pytest.raises(ValueError, match="may emit"):
-        from captioner.dispatch import EventBus
+        from captioner.plugins.dispatch import EventBus
 
         EventBus().emit("on_final", turn=None)
 
@@ -292,7 +292,7 @@ def test_hook_on_audio_level(replay):
 
 
 def test_audio_levels_are_measured_only_when_a_plugin_takes_them(replay, monkeypatch):
-    from captioner import engine
+    from captioner.client import engine
 
     measured = []
     real_dbfs = engine._dbfs

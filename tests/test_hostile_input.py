@@ -14,7 +14,7 @@ import soundfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from captioner.audio import WavReplaySource
+from captioner.audio.replay import WavReplaySource
 from captioner.errors import ProtocolError
 from captioner.protocol import v3
 from captioner.testing import TranscriptScript
@@ -148,9 +148,9 @@ def test_no_control_byte_from_the_server_reaches_a_file_or_the_terminal(tmp_path
 
     from captioner.events import CaptionError
     from captioner.protocol.messages import SessionParams
-    from captioner.session import StreamingSession
-    from captioner.terminal import TerminalCaptions
-    from captioner.turns import TurnAssembler
+    from captioner.client.session import StreamingSession
+    from captioner.default_plugins.terminal import TerminalCaptions
+    from captioner.client.turns import TurnAssembler
     from captioner_meeting_log import MeetingLog
     from captioner_subtitles import SubtitleWriter
 

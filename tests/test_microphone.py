@@ -17,7 +17,7 @@ import pytest
 import soundfile
 
 from captioner.errors import AudioError, UsageError
-from captioner.microphone import DeviceInfo, InputDevice, MicrophoneSource, choose_device, choose_rate
+from captioner.audio.microphone import DeviceInfo, InputDevice, MicrophoneSource, choose_device, choose_rate
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript
 from conftest import OnTerminal, fixture
 from captioner.testing.virtual_mic import VirtualMicrophone, VirtualMicrophoneUnavailable

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from captioner.server import ServerThread
+from captioner.server.streaming import ServerThread
 from captioner.settings import Secret, Settings
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript, malformed_at
 from captioner.testing.misbehaving import MisbehavingServer

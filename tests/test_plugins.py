@@ -13,9 +13,9 @@ import pytest
 import soundfile
 
 from captioner import hookimpl
-from captioner.dispatch import PluginDispatcher
+from captioner.plugins.dispatch import PluginDispatcher
 from captioner.errors import UsageError
-from captioner.plugins import build_plugin_manager, describe_plugins
+from captioner.plugins.manager import build_plugin_manager, describe_plugins
 from captioner.testing import EventRecorder, FakeServerThread, FakeStreamingServer, TranscriptScript
 from conftest import fixture
 

@@ -77,9 +77,9 @@ def test_v2_through_the_fake_server_gives_the_same_finals_as_v3(replay):
 
 
 def test_v2_through_captioner_serve_gives_the_same_finals_as_v3(replay):
-    from captioner.embedded import EmbeddedServer
-    from captioner.recognizers.moonshine import MoonshineRecognizer
-    from captioner.server import ServerThread
+    from captioner.server.embedded import EmbeddedServer
+    from captioner.default_plugins.moonshine import MoonshineRecognizer
+    from captioner.server.streaming import ServerThread
 
     with ServerThread(EmbeddedServer(MoonshineRecognizer())) as server:
         v3_result = replay(fixture("meeting.wav"), server=server, settings=Settings(format_turns=True))

@@ -6,11 +6,11 @@ import random
 import socket
 
 from captioner.errors import AuthError, ConnectionFailed, NoTermination, NotAStreamingServer
-from captioner.reconnect import ReconnectPolicy
-from captioner.session import SessionTimeouts
+from captioner.client.reconnect import ReconnectPolicy
+from captioner.client.session import SessionTimeouts
 from captioner.urls import redact_url
 from captioner.settings import Secret, Settings
-from captioner.server import ServerThread
+from captioner.server.streaming import ServerThread
 from captioner.testing.misbehaving import MisbehavingServer
 from captioner.testing import ANY, Fault, TranscriptScript, close_at, drop_at, malformed_at
 from conftest import fixture

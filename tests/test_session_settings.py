@@ -92,9 +92,9 @@ def test_live_changes_hold_for_the_session_a_reconnect_starts(replay):
 
 
 def test_a_live_change_changes_the_local_servers_turns(replay):
-    from captioner.embedded import EmbeddedServer
-    from captioner.recognizers.moonshine import MoonshineRecognizer
-    from captioner.server import ServerThread
+    from captioner.server.embedded import EmbeddedServer
+    from captioner.default_plugins.moonshine import MoonshineRecognizer
+    from captioner.server.streaming import ServerThread
 
     class Shortens:
         @hookimpl

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from captioner.protocol.messages import TurnUpdate, WireWord
-from captioner.turns import TurnAssembler
+from captioner.client.turns import TurnAssembler
 
 
 def update(order, text, final, formatted=False, start=100):

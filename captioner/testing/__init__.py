@@ -19,14 +19,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterable
 
-from ..audio import WavReplaySource
-from ..dispatch import EventBus
-from ..engine import Engine
+from ..audio.replay import WavReplaySource
+from ..plugins.dispatch import EventBus
+from ..client.engine import Engine
 from ..errors import CaptionerError
 from ..events import CaptionError, Session, SessionSummary, Turn
 from ..hookspecs import hookimpl
 from ..outputs import OutputFiles
-from ..plugins import build_plugin_manager, configure_plugins
+from ..plugins.manager import build_plugin_manager, configure_plugins
 from ..settings import Config, Settings
 from .fake_server import (
     ANY,

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..protocol import closecodes
 from ..protocol.messages import SessionParams
-from ..server import Conversation, ConnectionRecord, Emit, Frame, ServerLimits, ServerThread, StreamingServer
+from ..server.streaming import Conversation, ConnectionRecord, Emit, Frame, ServerLimits, ServerThread, StreamingServer
 from .player import ScriptPlayer
 from .script import TranscriptScript
 

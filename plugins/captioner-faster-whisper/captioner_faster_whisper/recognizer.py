@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from captioner.embedded import default_decode_workers
-from captioner.recognizers import SAMPLE_RATE, RecognizedWord, RecognizerUnavailable, Transcription
+from captioner.server.embedded import default_decode_workers
+from captioner.server.recognizer import SAMPLE_RATE, RecognizedWord, RecognizerUnavailable, Transcription
 
 NAME = "faster-whisper"
 INSTALL_HINT = "pip install faster-whisper"

@@ -20,8 +20,8 @@ import pytest
 import soundfile
 from num2words import num2words
 
-from captioner.embedded import EmbeddedServer
-from captioner.server import ServerLimits, ServerThread
+from captioner.server.embedded import EmbeddedServer
+from captioner.server.streaming import ServerLimits, ServerThread
 from captioner.settings import Config, Settings
 from captioner.testing import replay as replay_once
 from captioner_faster_whisper.recognizer import MIN_TOKENS, TOKENS_PER_SECOND, WhisperRecognizer

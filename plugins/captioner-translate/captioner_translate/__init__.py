@@ -20,7 +20,7 @@ import time
 
 from captioner import UsageError, hookimpl
 from captioner.events import Translation
-from captioner.plugins import collect_registrations
+from captioner.plugins.manager import collect_registrations
 
 from .backends import Apertium, Argos, LibreTranslate, TranslationFailed
 

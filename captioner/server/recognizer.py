@@ -21,7 +21,7 @@ import numpy as np
 import pluggy
 
 from ..errors import UsageError
-from ..plugins import Registration, collect_registrations
+from ..plugins.manager import Registration, collect_registrations
 
 SAMPLE_RATE = 16000  # what every recognizer here is fed
 

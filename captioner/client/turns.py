@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .events import Turn, Word
-from .protocol.messages import TurnUpdate
+from ..events import Turn, Word
+from ..protocol.messages import TurnUpdate
 
 
 class TurnAssembler:

@@ -16,14 +16,14 @@ from datetime import datetime, timezone
 import numpy as np
 import pluggy
 
-from .audio import AudioSource
-from .dispatch import EventBus, PluginDispatcher
-from .errors import AudioError, CaptionerError, NoTermination
-from .events import AudioLevel, CaptionError, Session, SessionSummary
-from .plugins import trace_enabled
+from ..audio.pcm import AudioSource
+from ..plugins.dispatch import EventBus, PluginDispatcher
+from ..errors import AudioError, CaptionerError, NoTermination
+from ..events import AudioLevel, CaptionError, Session, SessionSummary
+from ..plugins.manager import trace_enabled
 from .pump import AudioPump
 from .reconnect import Backoff, retryable
-from .protocol.messages import (
+from ..protocol.messages import (
     Begin,
     Ignored,
     ServerErrorMessage,
@@ -33,7 +33,7 @@ from .protocol.messages import (
     UpdateConfiguration,
 )
 from .session import MalformedFrame, Received, StreamingSession
-from .settings import Settings
+from ..settings import Settings
 from .turns import TurnAssembler
 
 # A long meeting with a flaky server must not grow memory: keep this many errors in the

@@ -8,7 +8,7 @@ truth; words in the middle of a long stretch of speech can be off by a few hundr
 
 from __future__ import annotations
 
-from . import RecognizedWord
+from .recognizer import RecognizedWord
 from .endpointing import FRAME_MS, speech_spans
 
 

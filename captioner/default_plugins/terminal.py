@@ -17,8 +17,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from .events import AudioLevel, CaptionError, Session, Turn
-from .hookspecs import hookimpl
+from ..events import AudioLevel, CaptionError, Session, Turn
+from ..hookspecs import hookimpl
 
 
 @hookimpl

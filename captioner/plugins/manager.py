@@ -22,16 +22,16 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import pluggy
 
-from . import hookspecs
-from .errors import UsageError
+from .. import hookspecs
+from ..errors import UsageError
 
 GROUP = "captioner"
 
 # name -> module; hidden from `captioner plugins` unless --all
 DEFAULT_PLUGINS = {
-    "terminal": "captioner.terminal",
-    "moonshine": "captioner.recognizers.moonshine",
-    "pocketsphinx": "captioner.recognizers.pocketsphinx",
+    "terminal": "captioner.default_plugins.terminal",
+    "moonshine": "captioner.default_plugins.moonshine",
+    "pocketsphinx": "captioner.default_plugins.pocketsphinx",
 }
 
 

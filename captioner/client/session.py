@@ -17,7 +17,7 @@ from typing import AsyncIterable, Callable, Union
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from .errors import (
+from ..errors import (
     AuthError,
     ConnectionFailed,
     MessageTooBig,
@@ -27,10 +27,10 @@ from .errors import (
     ServerError,
     UsageError,
 )
-from .protocol import Codec, closecodes
-from .protocol.messages import Audio, Begin, ClientMessage, ServerMessage, SessionParams, Terminate, Termination
+from ..protocol import Codec, closecodes
+from ..protocol.messages import Audio, Begin, ClientMessage, ServerMessage, SessionParams, Terminate, Termination
 from .untrusted import Untrusted
-from .urls import redact_url, url_secrets, without_query
+from ..urls import redact_url, url_secrets, without_query
 
 MAX_MESSAGE_BYTES = 1 << 20  # a bigger server message is refused (1009); a Turn of 8000 words fits
 # Frames that are not the protocol's, with nothing before them that is: whoever answers
@@ -269,6 +269,6 @@ class StreamingSession:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from ..hookspecs import hookimpl
-from . import RecognizerUnavailable, Transcription
+from ..server.recognizer import RecognizerUnavailable, Transcription
 
 NAME = "moonshine"
 INSTALL_HINT = "pip install moonshine-voice==0.1.0 (0.1.0 is the release that ships the tiny English model)"

@@ -19,7 +19,7 @@ import collections
 import contextlib
 from typing import AsyncIterator, Callable
 
-from .audio import AudioSource
+from ..audio.pcm import AudioSource
 
 
 class AudioPump:

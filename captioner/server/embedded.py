@@ -26,10 +26,10 @@ import threading
 
 import numpy as np
 
-from .audio import PcmConverter, Rechunker
-from .protocol.messages import SessionParams, TurnUpdate, WireWord
-from .recognizers import SAMPLE_RATE, Recognizer, Transcription
-from .recognizers.endpointing import (
+from ..audio.pcm import PcmConverter, Rechunker
+from ..protocol.messages import SessionParams, TurnUpdate, WireWord
+from .recognizer import SAMPLE_RATE, Recognizer, Transcription
+from .endpointing import (
     FRAME_MS,
     ONSET_WINDOW,
     EndpointSettings,
@@ -37,10 +37,11 @@ from .recognizers.endpointing import (
     MustEnd,
     TurnDetector,
     TurnStarted,
+    frames_of,
 )
-from .recognizers.pocketsphinx import VoiceDetector
-from .recognizers.wordtimes import estimate_word_times
-from .server import Emit, ServerLimits, StreamingServer
+from .voice import VoiceDetector
+from .wordtimes import estimate_word_times
+from .streaming import Emit, ServerLimits, StreamingServer
 
 FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2
 MIN_SPEECH_FRAMES = 6  # under 180 ms of speech is a cough or a click, not a turn
@@ -214,7 +215,7 @@ class RecognizerTranscriber:
                 self.lane.put_nowait(self._job("partial", detector.start_frame, now))
         else:
             # Between turns keep only what a new turn's preroll could reach back to.
-            self._trim(now - detector._frames(detector.settings.preroll_ms) - ONSET_WINDOW)
+            self._trim(now - frames_of(detector.settings.preroll_ms) - ONSET_WINDOW)
 
     def _partial_allowed(self) -> bool:
         return (

@@ -25,9 +25,9 @@ from typing import AsyncIterator, Callable, Iterator
 
 import numpy as np
 
-from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE, PcmConverter, Rechunker, chunk_bytes
-from .errors import AudioError, UsageError
-from .events import CaptionError
+from .pcm import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE, PcmConverter, Rechunker, chunk_bytes
+from ..errors import AudioError, UsageError
+from ..events import CaptionError
 
 INSTALL_HINT = "install PortAudio and PyAudio: 'make setup', or 'apt install portaudio19-dev' then 'pip install pyaudio'"
 STALL_SECONDS = 3.0  # no audio for this long from a running device: it is gone

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .errors import (
+from ..errors import (
     AuthError,
     CaptionerError,
     ConnectionFailed,
@@ -21,7 +21,7 @@ from .errors import (
     NotAStreamingServer,
     ServerError,
 )
-from .protocol import closecodes
+from ..protocol import closecodes
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-FRAME_MS = 30  # the PocketSphinx VAD's frame
+from .voice import FRAME_MS  # turns are counted in the voice detector's frames
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class TurnDetector:
                 return []
             first_speech = now - len(self._recent) + 1 + list(self._recent).index(True)
             self.in_turn = True
-            self.start_frame = max(self._floor, first_speech - self._frames(self.settings.preroll_ms))
+            self.start_frame = max(self._floor, first_speech - frames_of(self.settings.preroll_ms))
             self.last_speech = now
             self.may_end_sent = False
             self.speech_flags = [False] * (first_speech - self.start_frame) + list(self._recent)[-(now - first_speech + 1):]
@@ -106,7 +106,7 @@ class TurnDetector:
     @property
     def end_frame(self) -> int:
         """Where the turn's audio ends if it ends now: postroll after its last speech."""
-        return min(self.frame, self.last_speech + 1 + self._frames(self.settings.postroll_ms))
+        return min(self.frame, self.last_speech + 1 + frames_of(self.settings.postroll_ms))
 
     def close_turn(self, end_frame: int) -> None:
         """The server ended the turn itself (its text sounded complete) at `end_frame`."""
@@ -123,9 +123,11 @@ class TurnDetector:
         self.close_turn(end)
         return MustEnd(end)
 
-    @staticmethod
-    def _frames(ms: int) -> int:
-        return -(-ms // FRAME_MS)
+
+
+def frames_of(ms: int) -> int:
+    """How many voice-detector frames cover `ms` milliseconds (rounded up)."""
+    return -(-ms // FRAME_MS)
 
 
 def speech_spans(flags: list[bool]) -> list[tuple[int, int]]:

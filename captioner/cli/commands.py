@@ -22,25 +22,26 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pluggy
 
-from . import __version__
-from .audio import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE, WavReplaySource
-from .engine import Engine
-from .errors import AudioError, AuthError, CaptionerError, ConnectionFailed, UsageError
-from .plugins import blamed_on, build_plugin_manager, configure_plugins, describe_plugins
-from .errors import ProtocolError
-from .protocol import CODECS, codec, v3
-from .protocol.messages import ForceEndpoint, SessionParams, UpdateConfiguration
-from .reconnect import ReconnectPolicy
-from .session import SessionTimeouts
+from .. import __version__
+from ..audio.pcm import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE
+from ..audio.replay import WavReplaySource
+from ..client.engine import Engine
+from ..errors import AudioError, AuthError, CaptionerError, ConnectionFailed, UsageError
+from ..plugins.manager import blamed_on, build_plugin_manager, configure_plugins, describe_plugins
+from ..errors import ProtocolError
+from ..protocol import CODECS, codec, v3
+from ..protocol.messages import ForceEndpoint, SessionParams, UpdateConfiguration
+from ..client.reconnect import ReconnectPolicy
+from ..client.session import SessionTimeouts
 from . import config_file as config_files
-from .dispatch import EventBus
-from .embedded import EmbeddedServer
+from ..plugins.dispatch import EventBus
+from ..server.embedded import EmbeddedServer
 from .keyboard import KeyboardControls
-from .outputs import OutputFiles
-from .microphone import MicrophoneSource, list_input_devices
-from .recognizers import Recognizer, load_recognizer, registered_recognizers
-from .settings import Config, Secret, Settings, find_api_key
-from .urls import is_local, is_loopback_host, redact_url
+from ..outputs import OutputFiles
+from ..audio.microphone import MicrophoneSource, list_input_devices
+from ..server.recognizer import Recognizer, load_recognizer, registered_recognizers
+from ..settings import Config, Secret, Settings, find_api_key
+from ..urls import is_local, is_loopback_host, redact_url
 
 
 DEFAULT_RECOGNIZER = "moonshine"
@@ -538,7 +539,7 @@ def command_plugins(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
 
 
 def command_fake_server(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
-    from .testing import FakeStreamingServer, ScriptError, TranscriptScript
+    from ..testing import FakeStreamingServer, ScriptError, TranscriptScript
 
     try:
         script = TranscriptScript.load(args.script)

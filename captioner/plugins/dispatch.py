@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 import pluggy
 
-from .events import CaptionError
-from .untrusted import Untrusted
+from ..events import CaptionError
+from ..client.untrusted import Untrusted
 
 EVENT_HOOKS = (
     "on_session_begin",
@@ -272,15 +272,15 @@ class EventBus:
 
     def force_endpoint(self) -> None:
         """Ask the service to end the current turn now (ForceEndpoint)."""
-        from .protocol.messages import ForceEndpoint
+        from ..protocol.messages import ForceEndpoint
 
         self._control(ForceEndpoint())
 
     def update_configuration(self, **settings: Any) -> None:
         """Change session settings live (UpdateConfiguration), e.g. max_turn_silence=800.
         They also hold for the sessions a reconnect starts."""
-        from .protocol import v3
-        from .protocol.messages import UpdateConfiguration
+        from ..protocol import v3
+        from ..protocol.messages import UpdateConfiguration
 
         for key, value in settings.items():
             expected = v3.UPDATABLE.get(key)

@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .protocol import CODECS, v3
-from .protocol.messages import (
+from ..protocol import CODECS, v3
+from ..protocol.messages import (
     Audio,
     Begin,
     ForceEndpoint,

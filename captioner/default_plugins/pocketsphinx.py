@@ -1,4 +1,4 @@
-"""PocketSphinx (CMU Sphinx en-us): the light recognizer, and the voice detector.
+"""PocketSphinx (CMU Sphinx en-us): the light recognizer, a default plugin.
 
 Lighter than Moonshine and quicker to finalize, but far less accurate, and it writes
 no punctuation (measured side by side in BENCHMARKS.md). Its decoder holds the GIL while it
@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from ..hookspecs import hookimpl
-from . import RecognizedWord, RecognizerUnavailable, Transcription
+from ..server.recognizer import RecognizedWord, RecognizerUnavailable, Transcription
 
 NAME = "pocketsphinx"
 INSTALL_HINT = "pip install pocketsphinx==5.1.1 (its wheel carries the en-us model)"
@@ -156,23 +156,3 @@ class OpenUtterance:
             if not segment.word.startswith(("<", "[")) and segment.start_frame / 100 < seconds
         )
         return Transcription(" ".join(word.text for word in words), words)
-
-
-SILENCE_PEAK = 64  # of 32768
-
-
-class VoiceDetector:
-    """Speech or not, per 30 ms frame of 16 kHz audio; ~0.003 ms a frame."""
-
-    FRAME_SAMPLES = 480
-
-    def __init__(self, mode: int = 0):
-        self._vad = _pocketsphinx().Vad(mode=mode, sample_rate=16000, frame_length=0.03)
-        assert self._vad.frame_bytes == self.FRAME_SAMPLES * 2
-
-    def is_speech(self, frame: bytes) -> bool:
-        # Below -54 dBFS is silence whatever the detector says: measured, after speech
-        # it kept answering "speech" for a second of digital silence (zeros).
-        if np.abs(np.frombuffer(frame, dtype="<i2")).max(initial=0) < SILENCE_PEAK:
-            return False
-        return bool(self._vad.is_speech(frame))

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from .errors import UsageError
+from ..errors import UsageError
 
 try:
     import tomllib
