@@ -42,7 +42,7 @@ class Captioner:
         from captioner.audio.replay import WavReplaySource
         from captioner.client.engine import Engine
         from captioner.plugins.manager import build_plugin_manager
-        from captioner.settings import Settings
+        from captioner import Settings
 
         self.receipts: list[tuple] = []
         receipts = self.receipts

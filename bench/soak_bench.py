@@ -30,7 +30,7 @@ from pathlib import Path
 from measure import FIXTURES, ROOT, audio_seconds, looped_meeting, memory_mb, table
 
 from captioner.client.reconnect import ReconnectPolicy
-from captioner.settings import Settings
+from captioner import Settings
 from captioner.testing import ANY, FakeServerThread, FakeStreamingServer, Fault, TranscriptScript, replay
 
 MARKS_MINUTES = (10, 30, 60)

@@ -100,7 +100,7 @@ class AudioLevel:
 
 
 @dataclass(frozen=True)
-class SessionSummary:
+class MeetingSummary:
     """Sent once when captioning ends, whether it ended well or not."""
 
     session_ids: tuple[str, ...]

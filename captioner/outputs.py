@@ -13,7 +13,7 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import Iterable, Mapping, TextIO
 
 from .errors import UsageError
 
@@ -47,10 +47,10 @@ class OutputFiles:
     def __init__(self, inputs: Iterable[str | os.PathLike] = ()):
         self._claims = [_claim(Path(path), "the input file") for path in inputs]
 
-    def claim_options(self, parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-        """Claim the value of every `OutputPath` option given on the command line."""
+    def claim_options(self, parser: argparse.ArgumentParser, options: Mapping[str, object]) -> None:
+        """Claim the value of every `OutputPath` option of `parser` given in `options`."""
         for action in parser._actions:
-            value = getattr(args, action.dest, None)
+            value = options.get(action.dest)
             if action.type is OutputPath and value:
                 self.claim(value, action.option_strings[-1])
 

@@ -13,7 +13,7 @@ import soxr
 
 from captioner.server.embedded import EmbeddedServer
 from captioner.default_plugins.moonshine import MoonshineRecognizer
-from captioner.server.streaming import ServerThread
+from captioner.testing import ServerThread
 from conftest import fixture
 
 REFERENCE = fixture("hello.txt").read_text()

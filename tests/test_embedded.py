@@ -20,8 +20,8 @@ from captioner.server.embedded import EmbeddedServer, RecognitionSettings
 from captioner.server.recognizer import RecognizerUnavailable
 from captioner.default_plugins.moonshine import MoonshineRecognizer
 from captioner.default_plugins.pocketsphinx import PocketSphinxRecognizer
-from captioner.server.streaming import ServerLimits, ServerThread
-from captioner.settings import Settings
+from captioner.testing import ServerLimits, ServerThread
+from captioner import SessionParams, Settings
 from conftest import converse, fixture
 
 # Measured on these fixtures (see the issue note); the bounds leave room for noise
@@ -100,7 +100,7 @@ def test_word_times_are_close_to_the_truth(servers, replay):
 
 
 def test_formatted_finals_and_other_sample_rates(servers, replay):
-    result = replay(fixture("hello.wav"), server=servers["moonshine"], settings=Settings(format_turns=True, sample_rate=8000))
+    result = replay(fixture("hello.wav"), server=servers["moonshine"], settings=Settings(session=SessionParams(format_turns=True, sample_rate=8000)))
     (final,) = result.finals
     assert final.is_formatted and final.text.startswith("Hello,") and final.text.endswith(".")
     assert wer(fixture("hello.txt").read_text(), final.text) <= CLIP_WER_BOUND
@@ -155,7 +155,7 @@ def test_pocketsphinx_decodes_a_growing_turn_once_with_the_words_of_a_whole_deco
 
 
 def test_only_decoding_done_twice_counts_against_the_partial_budget():
-    from captioner.server.embedded import DecodePool
+    from captioner.server.decoding import DecodePool
 
     class StartsOver:  # a recognizer without transcribe_partial, as Whisper-like ones are
         name, punctuates = "starts-over", False

@@ -6,7 +6,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from captioner.settings import Settings
+from captioner import SessionParams, Settings
 from captioner.testing import TranscriptScript
 from conftest import fixture
 
@@ -31,7 +31,7 @@ def test_every_scripted_final_arrives_once_in_order_after_its_partials(replay):
     assert partial_orders == seen_final == set(range(len(SCRIPT.turns)))
 
 
-def test_the_server_received_the_wav_pcm_and_the_session_ended_cleanly(replay):
+def test_the_server_received_the_wav_pcm_and_the_meeting_ended_cleanly(replay):
     result = replay(MEETING)
     record = result.server.connections[0]
     pcm = soundfile.read(MEETING, dtype="int16")[0].tobytes()
@@ -48,7 +48,7 @@ def test_the_server_received_the_wav_pcm_and_the_session_ended_cleanly(replay):
     assert summary.finals == len(SCRIPT.turns) and summary.partials > summary.finals
     assert summary.session_ids == (record.session_id,)
     kinds = [kind for kind, _ in result.events]
-    assert kinds[0] == "session_begin" and kinds[-1] == "session_end"
+    assert kinds[0] == "session_begin" and kinds[-1] == "meeting_end"
 
 
 def test_final_times_are_the_scripted_word_times_on_the_meeting_clock(replay):
@@ -59,7 +59,7 @@ def test_final_times_are_the_scripted_word_times_on_the_meeting_clock(replay):
 
 
 def test_formatted_finals_and_speakers_when_asked(replay):
-    result = replay(MEETING, settings=Settings(format_turns=True, speaker_labels=True))
+    result = replay(MEETING, settings=Settings(session=SessionParams(format_turns=True, speaker_labels=True)))
     assert result.final_texts == [turn.text for turn in SCRIPT.turns]  # once each, formatted
     assert all(turn.is_formatted for turn in result.finals)
     assert [turn.speaker for turn in result.finals] == [turn.speaker for turn in SCRIPT.turns]

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from captioner import UsageError, hookimpl, hookspecs
-from captioner.cli.commands import build_parser
-from captioner.plugins.manager import configure_plugins
+from captioner import Config, SessionParams, Settings, UsageError, collect_registrations, hookimpl
+from captioner import hookspecs
+from captioner.cli.parser import build_parser
+from captioner.plugins.hooks import PluginHooks
 from captioner.plugins.manager import build_plugin_manager
-from captioner.settings import Config, Settings
 from captioner.testing import TranscriptScript, close_at, malformed_at
 from conftest import ROOT, fixture
 
-HOOKS = sorted(name for name, value in vars(hookspecs).items() if hasattr(value, "captioner_spec"))
+HOOKS = sorted(hookspecs.HOOKS)
 HELLO = fixture("hello.wav")
 HELLO_SCRIPT = TranscriptScript.load(fixture("hello.json"))
 
@@ -29,12 +29,42 @@ def empty_pm():
     return build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
 
 
-def test_the_hook_list_is_what_the_docs_promise():
-    assert HOOKS == sorted(
-        ["add_options", "configure", "register_recognizers", "register_translators", "register_commands",
-         "on_session_begin", "on_partial", "on_final", "on_translation", "on_audio_level", "on_error",
-         "on_session_end"]
-    )
+def test_the_readme_lists_every_hook_and_no_other():
+    readme = (ROOT / "README.md").read_text()
+    listed = re.search(r"^Hooks: (.*?)\.$", readme, re.M | re.S).group(1)
+    assert sorted(re.findall(r"`(\w+)\(", listed)) == HOOKS
+
+
+def test_the_dispatcher_delivers_every_event_hook_and_no_other():
+    assert hookspecs.EVENT_HOOKS == tuple(hook for hook in hookspecs.HOOKS if hook.startswith("on_"))
+    assert {"on_final", "on_partial", "on_meeting_end"} <= set(hookspecs.EVENT_HOOKS)
+
+
+def test_hook_add_hookspecs():
+    import types
+
+    specs = types.ModuleType("extra_specs")
+
+    @hookspecs.hookspec
+    def register_widgets(register):
+        """A plugin's own registration hook."""
+
+    specs.register_widgets = register_widgets
+
+    class AddsAHook:
+        @hookimpl
+        def add_hookspecs(self, plugin_manager):
+            plugin_manager.add_hookspecs(specs)
+
+    class Widgets:
+        @hookimpl
+        def register_widgets(self, register):
+            register("knob", object, "turns")
+
+    pm = empty_pm()
+    pm.register(Widgets(), name="widgets")  # before the hook exists: validated once it does
+    pm.register(AddsAHook(), name="adds")
+    assert list(collect_registrations(pm, "register_widgets", "widget")) == ["knob"]
 
 
 def test_plugin_hooks_have_tests():
@@ -68,7 +98,7 @@ def test_hook_add_options():
     pm = empty_pm()
     pm.register(AddsAnOption(), name="shouty")
     pm.register(OnlyForServe(), name="serve-only")
-    parser = build_parser(pm)
+    parser = build_parser(PluginHooks(pm))
     args = parser.parse_args(["replay", "x.wav", "--shout"])
     assert args.shout is True
     commands = parser._subparsers._group_actions[0].choices
@@ -87,7 +117,7 @@ def test_hook_add_options_failure_is_a_usage_error():
     pm = empty_pm()
     pm.register(Clashes(), name="clashes")
     with pytest.raises(UsageError, match="plugin clashes failed to add its options.*--disable-plugin clashes"):
-        build_parser(pm)
+        build_parser(PluginHooks(pm))
 
 
 def test_hook_configure():
@@ -108,18 +138,18 @@ def test_hook_configure():
         def configure(self, config):
             raise KeyError("oops")
 
-    config = Config("replay", {"out_dir": "/tmp/x"}, None, Settings(sample_rate=8000))
+    config = Config("replay", {"out_dir": "/tmp/x"}, None, Settings(session=SessionParams(sample_rate=8000)))
     pm = empty_pm()
     pm.register(Configured(), name="configured")
-    configure_plugins(pm, config)
+    PluginHooks(pm).configure(config)
     assert seen == [("replay", "/tmp/x", "/tmp/x", 8000)]
     pm.register(Refuses(), name="refuses")
     with pytest.raises(UsageError, match="directory does not exist"):
-        configure_plugins(pm, config)
+        PluginHooks(pm).configure(config)
     pm.unregister(name="refuses")
     pm.register(Crashes(), name="crashes")
     with pytest.raises(UsageError, match="plugin crashes failed to start: KeyError.*skip it with --disable-plugin crashes"):
-        configure_plugins(pm, config)
+        PluginHooks(pm).configure(config)
 
 
 def test_hook_register_recognizers():
@@ -144,21 +174,22 @@ def test_hook_register_recognizers():
 
     pm = empty_pm()
     pm.register(Registers(), name="echo-plugin")
-    entries = registered_recognizers(pm)
+    entries = registered_recognizers(PluginHooks(pm))
     assert list(entries) == ["echo"] and entries["echo"].description == "counts samples"
     assert entries["echo"].plugin == "echo-plugin"
-    recognizer = load_recognizer(pm, "echo", "the config")
+    recognizer = load_recognizer(PluginHooks(pm), "echo", "the config")
     assert recognizer.config == "the config"
     assert recognizer.new_decoder().transcribe([0] * 160).text == "160 samples."
     with pytest.raises(UsageError, match="unknown recognizer 'nope'; installed: echo"):
-        load_recognizer(pm, "nope", None)
+        load_recognizer(PluginHooks(pm), "nope", None)
     pm.register(Registers(), name="again")
     with pytest.raises(UsageError, match="registered twice"):
-        registered_recognizers(pm)
+        registered_recognizers(PluginHooks(pm))
 
 
 def test_hook_register_translators():
-    from captioner.plugins.manager import collect_registrations
+    """The translate plugin's own hook: added to the plugin manager by that plugin."""
+    import captioner_translate
 
     class Registers:
         @hookimpl
@@ -166,7 +197,9 @@ def test_hook_register_translators():
             register("upper", lambda config: "made", "shouts")
 
     pm = empty_pm()
+    pm.register(captioner_translate, name="translate")
     pm.register(Registers(), name="upper-plugin")
+    assert "register_translators" in {caller.name for caller in pm.get_hookcallers(pm.get_plugin("upper-plugin"))}
     entries = collect_registrations(pm, "register_translators", "translator")
     assert entries["upper"].description == "shouts" and entries["upper"].plugin == "upper-plugin"
     assert entries["upper"].factory(None) == "made"
@@ -195,14 +228,14 @@ def test_hook_register_commands(cli, tmp_path):
 
 
 def test_hook_on_translation(replay):
-    from captioner.events import Translation
+    from captioner import Translation
 
     got = []
 
     class Translates:
         @hookimpl
         def configure(self, config):
-            self.events = config.events
+            self.events = config.meeting
 
         @hookimpl
         def on_final(self, turn):  # from this plugin's worker thread
@@ -219,9 +252,9 @@ def test_hook_on_translation(replay):
     assert [t.turn.turn_order for t in got] == list(range(len(result.finals)))
     assert [e.message for e in result.errors] == ["just saying"] * len(result.finals)
     with pytest.raises(ValueError, match="may emit"):
-        from captioner.plugins.dispatch import EventBus
+        from captioner import Meeting
 
-        EventBus().emit("on_final", turn=None)
+        Meeting().emit("on_final", turn=None)
 
 
 def test_hook_on_session_begin(replay):
@@ -265,7 +298,7 @@ def test_hook_on_final(replay):
         def on_final(self, turn):
             finals.append(turn)
 
-    replay(fixture("meeting.wav"), plugins=[Finals()], settings=Settings(speaker_labels=True))
+    replay(fixture("meeting.wav"), plugins=[Finals()], settings=Settings(session=SessionParams(speaker_labels=True)))
     script = TranscriptScript.load(fixture("meeting.json"))
     assert [f.text for f in finals] == script.finals
     assert [f.turn_order for f in finals] == list(range(len(script.turns)))
@@ -292,11 +325,11 @@ def test_hook_on_audio_level(replay):
 
 
 def test_audio_levels_are_measured_only_when_a_plugin_takes_them(replay, monkeypatch):
-    from captioner.client import engine
+    from captioner.client import levels
 
     measured = []
-    real_dbfs = engine._dbfs
-    monkeypatch.setattr(engine, "_dbfs", lambda value: measured.append(value) or real_dbfs(value))
+    real_dbfs = levels._dbfs
+    monkeypatch.setattr(levels, "_dbfs", lambda value: measured.append(value) or real_dbfs(value))
 
     class FinalsOnly:
         @hookimpl
@@ -333,15 +366,20 @@ def test_hook_on_error(replay):
     assert sorted((e.kind, e.fatal, e.plugin) for e in errors[:2]) == [("plugin", False, "Fails"), ("protocol", False, None)]
     assert (errors[2].kind, errors[2].fatal, errors[2].code) == ("server", True, 3006)
     plugin_error = next(e for e in errors if e.kind == "plugin")
-    assert plugin_error.message == "plugin Fails failed in on_session_begin: RuntimeError: cannot begin"
+    # The file and line where it raised, so the plugin's author can find it.
+    assert plugin_error.message == (
+        "plugin Fails failed in on_session_begin: RuntimeError: cannot begin "
+        f"(at {Path(__file__).relative_to(Path.cwd()) if Path(__file__).is_relative_to(Path.cwd()) else __file__}:"
+        f"{Fails.on_session_begin.__code__.co_firstlineno + 2})"
+    )
 
 
-def test_hook_on_session_end(replay):
+def test_hook_on_meeting_end(replay):
     ends = []
 
     class Ends:
         @hookimpl
-        def on_session_end(self, summary):
+        def on_meeting_end(self, summary):
             ends.append(summary)
 
     replay(HELLO, plugins=[Ends()])

@@ -186,9 +186,9 @@ def test_no_control_byte_from_the_server_reaches_a_file_or_the_terminal(tmp_path
                     writer.on_final(turn)
                     log.on_final(turn)
     for view in views:
-        view.on_session_end(None)
-    writer.on_session_end(None)
-    log.on_session_end(None)
+        view.on_meeting_end(None)
+    writer.on_meeting_end(None)
+    log.on_meeting_end(None)
     printed = [views[0].console.export_text(styles=False) + views[0].err.getvalue(),
                views[1].out.getvalue() + views[1].err.getvalue()]
     for output in [text.encode("utf-8", "surrogatepass") for text in printed] + [

@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from captioner.server.streaming import ServerThread
-from captioner.settings import Secret, Settings
+from captioner.testing import ServerThread
+from captioner import Secret, Settings
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript, malformed_at
 from captioner.testing.misbehaving import MisbehavingServer
 from conftest import fixture

@@ -13,7 +13,7 @@ import pytest
 from captioner.errors import ProtocolError
 from captioner.protocol import v2
 from captioner.protocol.messages import Audio, Begin, ForceEndpoint, SessionParams, Terminate, Termination, TurnUpdate, UpdateConfiguration, WireWord
-from captioner.settings import Settings
+from captioner import Settings
 from captioner.testing import TranscriptScript
 from conftest import ROOT, fixture
 
@@ -64,7 +64,7 @@ def test_the_server_side_round_trips():
 
 
 def test_v2_through_the_fake_server_gives_the_same_finals_as_v3(replay):
-    v3_result = replay(fixture("meeting.wav"), settings=Settings(format_turns=True))
+    v3_result = replay(fixture("meeting.wav"), settings=Settings(session=SessionParams(format_turns=True)))
     v2_result = replay(fixture("meeting.wav"), settings=Settings(protocol="v2"))
     assert v2_result.error is None and v3_result.error is None
     assert v2_result.final_texts == v3_result.final_texts == [turn.text for turn in SCRIPT.turns]
@@ -79,10 +79,10 @@ def test_v2_through_the_fake_server_gives_the_same_finals_as_v3(replay):
 def test_v2_through_captioner_serve_gives_the_same_finals_as_v3(replay):
     from captioner.server.embedded import EmbeddedServer
     from captioner.default_plugins.moonshine import MoonshineRecognizer
-    from captioner.server.streaming import ServerThread
+    from captioner.testing import ServerThread
 
     with ServerThread(EmbeddedServer(MoonshineRecognizer())) as server:
-        v3_result = replay(fixture("meeting.wav"), server=server, settings=Settings(format_turns=True))
+        v3_result = replay(fixture("meeting.wav"), server=server, settings=Settings(session=SessionParams(format_turns=True)))
         v2_result = replay(fixture("meeting.wav"), server=server, settings=Settings(protocol="v2"))
     assert v2_result.error is None
     assert v2_result.final_texts == v3_result.final_texts and len(v2_result.final_texts) >= 10

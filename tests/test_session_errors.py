@@ -9,8 +9,8 @@ from captioner.errors import AuthError, ConnectionFailed, NoTermination, NotAStr
 from captioner.client.reconnect import ReconnectPolicy
 from captioner.client.session import SessionTimeouts
 from captioner.urls import redact_url
-from captioner.settings import Secret, Settings
-from captioner.server.streaming import ServerThread
+from captioner import Secret, Settings
+from captioner.testing import ServerThread
 from captioner.testing.misbehaving import MisbehavingServer
 from captioner.testing import ANY, Fault, TranscriptScript, close_at, drop_at, malformed_at
 from conftest import fixture
@@ -58,7 +58,7 @@ def test_a_close_that_a_retry_cannot_fix_stops_at_once_keeping_the_finals(replay
     assert result.final_texts == done_by_then
     assert [(e.kind, e.code, e.fatal) for e in result.errors] == [("auth", 4002, True)]
     assert len(result.server.connections) == 1
-    assert result.events[-1][0] == "session_end" and not result.summary.ok
+    assert result.events[-1][0] == "meeting_end" and not result.summary.ok
 
 
 def test_a_dropped_connection_is_resumed(replay):
@@ -90,7 +90,7 @@ def test_nobody_listening_is_a_connection_failure_after_two_retries(tmp_path):
     assert isinstance(result.error, ConnectionFailed)
     assert "connection refused" in str(result.error)
     assert [e.fatal for e in result.errors] == [True]  # the retries are quiet: one error, the last
-    assert result.events[-1][0] == "session_end" and result.summary.session_ids == ()
+    assert result.events[-1][0] == "meeting_end" and result.summary.session_ids == ()
 
 
 def test_slow_replies_still_deliver_every_final(replay):

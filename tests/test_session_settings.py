@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from captioner import hookimpl
-from captioner.settings import Settings
+from captioner import SessionParams, Settings
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript, drop_at
 from conftest import OnTerminal, fixture
 
@@ -42,7 +42,7 @@ class ChangesSettingsAfterTheSecondFinal:
 
     @hookimpl
     def configure(self, config):
-        self.events = config.events
+        self.events = config.meeting
 
     @hookimpl
     def on_final(self, turn):
@@ -94,12 +94,12 @@ def test_live_changes_hold_for_the_session_a_reconnect_starts(replay):
 def test_a_live_change_changes_the_local_servers_turns(replay):
     from captioner.server.embedded import EmbeddedServer
     from captioner.default_plugins.moonshine import MoonshineRecognizer
-    from captioner.server.streaming import ServerThread
+    from captioner.testing import ServerThread
 
     class Shortens:
         @hookimpl
         def configure(self, config):
-            self.events = config.events
+            self.events = config.meeting
 
         @hookimpl
         def on_final(self, turn):
@@ -108,7 +108,7 @@ def test_a_live_change_changes_the_local_servers_turns(replay):
 
     # Long silences first: the 0.9 s pauses between speakers do not end turns, so the
     # first final holds several sentences; after the change, each speaker is a turn.
-    settings = Settings(min_turn_silence=2500, max_turn_silence=3000)
+    settings = Settings(session=SessionParams(min_turn_silence=2500, max_turn_silence=3000))
     with ServerThread(EmbeddedServer(MoonshineRecognizer())) as server:
         result = replay(fixture("meeting.wav"), server=server, plugins=[Shortens()], options={}, settings=settings, speed=4)
     first, *rest = result.final_texts
@@ -243,6 +243,6 @@ def test_a_bad_config_file_is_one_line_naming_file_line_and_key(cli, tmp_path, t
 
 def test_a_v2_session_keeps_only_the_silence_it_can_change_live():
     v2 = Settings(protocol="v2").with_update({"max_turn_silence": 700, "keyterms_prompt": ["x"], "prompt": "p"})
-    assert (v2.max_turn_silence, v2.keyterms, v2.updated) == (700, (), {})
+    assert (v2.session.max_turn_silence, v2.session.keyterms_prompt, v2.session.extra) == (700, (), {})
     v3 = Settings().with_update({"min_end_of_turn_silence_when_confident": 200, "vad_threshold": 0.3})
-    assert v3.min_turn_silence == 200 and v3.session_params().extra == {"vad_threshold": 0.3}
+    assert v3.session.min_turn_silence == 200 and v3.session.extra == {"vad_threshold": 0.3}

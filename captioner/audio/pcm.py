@@ -14,7 +14,8 @@ from typing import AsyncIterator, Protocol
 import numpy as np
 import soxr
 
-DEFAULT_SAMPLE_RATE = 16000
+from ..protocol.messages import DEFAULT_SAMPLE_RATE  # noqa: F401  (sources default to the session rate)
+
 DEFAULT_CHUNK_MS = 50  # what AssemblyAI recommends; it rejects chunks under 50 ms or over 1 s
 
 

@@ -1,4 +1,4 @@
-"""The `captioner` command.
+"""The `captioner` commands: each gets its parsed options and the plugin manager.
 
 Plugins can add options to the captioning commands, so plugins are loaded before the
 full parser is built: a first pass reads only `-p` and `--disable-plugin` (as pytest
@@ -12,47 +12,31 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
-import urllib.error
-import urllib.request
-from dataclasses import replace
-from typing import Sequence
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from typing import Callable, Sequence
 
 import pluggy
 
-from .. import __version__
-from ..audio.pcm import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE
+from ..audio.microphone import MicrophoneSource, list_input_devices
 from ..audio.replay import WavReplaySource
-from ..client.engine import Engine
-from ..errors import AudioError, AuthError, CaptionerError, ConnectionFailed, UsageError
-from ..plugins.manager import blamed_on, build_plugin_manager, configure_plugins, describe_plugins
-from ..errors import ProtocolError
-from ..protocol import CODECS, codec, v3
-from ..protocol.messages import ForceEndpoint, SessionParams, UpdateConfiguration
+from ..client.settings import Secret, Settings, find_api_key
 from ..client.reconnect import ReconnectPolicy
 from ..client.session import SessionTimeouts
-from . import config_file as config_files
-from ..plugins.dispatch import EventBus
-from ..server.embedded import EmbeddedServer
-from .keyboard import KeyboardControls
+from ..client.token import create_token
+from ..config import Config
+from ..errors import AudioError, CaptionerError, ProtocolError, UsageError
 from ..outputs import OutputFiles
-from ..audio.microphone import MicrophoneSource, list_input_devices
-from ..server.recognizer import Recognizer, load_recognizer, registered_recognizers
-from ..settings import Config, Secret, Settings, find_api_key
-from ..urls import is_local, is_loopback_host, redact_url
-
-
-DEFAULT_RECOGNIZER = "moonshine"
-DEFAULT_MAX_TURN_SILENCE = 1280  # the service's documented default, when none was set
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line, like every other error."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+from ..plugins.hooks import PluginHooks
+from ..plugins.manager import build_plugin_manager, describe_plugins
+from ..protocol import codec, v3
+from ..protocol.messages import SessionParams
+from ..runner import meeting_engine, prepare_meeting
+from ..server.embedded import EmbeddedServer
+from ..server.recognizer import load_recognizer
+from ..urls import is_local, is_loopback_host
+from . import config_file as config_files
+from .live import caption_until_stopped
+from .parser import attach_opaque_values, build_parser, plugin_selection_parser, session_params, subcommands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,240 +51,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-# Options whose value is an opaque string that may begin with "-" (a temporary
-# token is random URL-safe text): argparse would take "--token -x" for two
-# options, so the value is attached ("--token=-x") before parsing.
-OPAQUE_VALUE_OPTIONS = ("--token",)
-
-
-def attach_opaque_values(argv: list[str]) -> list[str]:
-    attached: list[str] = []
-    arguments = iter(argv)
-    for argument in arguments:
-        if argument == "--":
-            attached.append(argument)
-            attached.extend(arguments)
-        elif argument in OPAQUE_VALUE_OPTIONS:
-            value = next(arguments, None)
-            if value is None or value.startswith("--"):  # forgotten: "--token --fast" stays an error
-                attached += [argument] if value is None else [argument, value]
-            else:
-                attached.append(f"{argument}={value}")
-        else:
-            attached.append(argument)
-    return attached
-
-
 def run(argv: list[str]) -> int:
     argv = attach_opaque_values(argv)
-    early = _plugin_selection_parser(add_help=False).parse_known_args(argv)[0]
+    early = plugin_selection_parser(add_help=False).parse_known_args(argv)[0]
     pm = build_plugin_manager(modules=early.plugins or (), disabled=early.disabled or ())
-    parser = build_parser(pm)
-    commands = parser._subparsers._group_actions[0].choices
+    parser = build_parser(PluginHooks(pm))
+    commands = subcommands(parser)
     config_file = config_files.find_config(early.config)
     if config_file is not None:
         config_files.apply(commands, config_file)
     args = parser.parse_args(argv)
     args.config_file, args.commands = config_file, commands
-    return args.command_function(args, pm)
+    function = getattr(args, "command_function", None) or COMMANDS[args.command_name]
+    return function(args, pm)
 
 
-def _plugin_selection_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = Parser(add_help=add_help)
-    parser.add_argument(
-        "-p", dest="plugins", action="append", metavar="MODULE",
-        help="load a plugin module (importable name or path to a .py file); repeatable",
-    )
-    parser.add_argument(
-        "--disable-plugin", dest="disabled", action="append", metavar="NAME",
-        help="do not load the plugin NAME (see 'captioner plugins --all'); repeatable",
-    )
-    parser.add_argument(
-        "--config", metavar="PATH",
-        help="a TOML file of option defaults (default: $CAPTIONER_CONFIG, else ~/.config/captioner/config.toml)",
-    )
-    return parser
-
-
-def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="captioner",
-        parents=[_plugin_selection_parser(add_help=False)],  # also before the command: captioner -p x.py cmd
-        description="Live meeting captions from a streaming speech-to-text service.",
-        epilog="Environment: ASSEMBLYAI_API_KEY (or a .env file), CAPTIONER_URL, "
-        "CAPTIONER_LOAD_PLUGINS, CAPTIONER_TRACE_PLUGINS. Exit codes: docs/cli.md.",
-    )
-    parser.add_argument("--version", action="version", version=f"captioner {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    selection = _plugin_selection_parser(add_help=False)
-    service = _service_parser()
-
-    replay = commands.add_parser(
-        "replay",
-        parents=[_with_plugin_options(pm, "replay", [selection, service, _recognizer_parser(pm, "replay")])],
-        help="caption an audio file as if it were a live meeting",
-        description="Stream an audio file (any format libsndfile reads) to the service, "
-        "paced like a live microphone, and show the captions.",
-    )
-    replay.add_argument("file", help="the audio file to replay")
-    pace = replay.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=_positive_float, default=1.0, metavar="N",
-                      help="replay N times faster than real time (default 1)")
-    pace.add_argument("--fast", action="store_true",
-                      help="send audio as fast as the server takes it (local and fake servers only)")
-    replay.set_defaults(command_function=command_replay)
-
-    run = commands.add_parser(
-        "run",
-        parents=[_with_plugin_options(pm, "run", [selection, service, _recognizer_parser(pm, "run")])],
-        help="caption a live meeting from the microphone",
-        description="Capture the microphone and caption it live until Ctrl-C. The first Ctrl-C stops "
-        "capture and waits for the last captions; a second quits at once. Keys on a terminal: p pauses "
-        "and resumes (sending silence, so the session stays open), e ends the current turn now, "
-        "[ and ] shorten and lengthen the silence that ends a turn, q stops.",
-    )
-    run.add_argument("--device", metavar="INDEX|NAME",
-                     help="input device: an index or part of a name from 'captioner devices' (default: the system's)")
-    run.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds of audio")
-    run.add_argument("--buffer-seconds", type=_positive_float, default=10.0, metavar="S",
-                     help="audio held while captioner catches up, before dropping any (default 10)")
-    run.set_defaults(command_function=command_run)
-
-    token = commands.add_parser(
-        "token", help="create a temporary token for a browser or a shared machine",
-        description="Ask the service for a temporary token (GET /v3/token) with ASSEMBLYAI_API_KEY and "
-        "print it; use it with --token or ASSEMBLYAI_TOKEN instead of the key.",
-    )
-    token.add_argument("--expires", type=_positive_int, default=60, metavar="S",
-                       help="seconds the token stays valid for starting a session (1 to 600, default 60)")
-    token.add_argument("--url", default=os.environ.get("CAPTIONER_URL"),
-                       help=f"the streaming server (default {v3.DEFAULT_URL})")
-    token.set_defaults(command_function=command_token)
-
-    devices = commands.add_parser(
-        "devices", help="list the input devices captioner can record from",
-        description="List input-capable devices (index, name, host API, channels, default rate); "
-        "the system default is marked.",
-    )
-    devices.add_argument("--json", action="store_true", help="print JSON")
-    devices.add_argument("--all", action="store_true",
-                         help="also the copies of each device that other host APIs (JACK, OSS, ...) list")
-    devices.set_defaults(command_function=command_devices)
-
-    serve = commands.add_parser(
-        "serve",
-        parents=[_with_plugin_options(pm, "serve", [selection, _recognizer_parser(pm, "serve")])],
-        help="serve a local recognizer over the AssemblyAI v3 protocol",
-        description="Run an offline recognizer behind the AssemblyAI Universal Streaming v3 protocol, "
-        "on /v3/ws, for captioner or any AssemblyAI client. The first line printed is its URL.",
-    )
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1; another address needs CAPTIONER_SERVER_KEY)")
-    serve.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: a free one)")
-    serve.set_defaults(command_function=command_serve)
-
-    config = commands.add_parser(
-        "config", parents=[selection], help="show the effective configuration",
-        description="Show the configuration in effect: the option defaults after the config file and the "
-        "environment, for each command, with secrets masked.",
-    )
-    config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION", parser_class=Parser)
-    show = config_actions.add_parser("show", help="print the effective configuration as JSON")
-    show.add_argument("--command", metavar="NAME", help="only this command (e.g. run)")
-    show.set_defaults(command_function=command_config_show)
-
-    plugins = commands.add_parser(
-        "plugins", parents=[selection], help="list installed plugins as JSON",
-        description="Print the installed plugins (name, version, hooks) as JSON.",
-    )
-    plugins.add_argument("--all", action="store_true", help="include the default plugins")
-    plugins.set_defaults(command_function=command_plugins)
-
-    fake = commands.add_parser(
-        "fake-server",
-        help="run the fake AssemblyAI v3 server used in tests",
-        description="Serve a transcript script over the AssemblyAI v3 protocol on 127.0.0.1. "
-        "The first line printed is the URL to connect to.",
-    )
-    fake.add_argument("--script", required=True, help="transcript script (JSON), e.g. fixtures/meeting.json")
-    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    fake.add_argument("--port", type=_port, default=0, help="port (default 0: a free one)")
-    fake.add_argument("--reply-delay-ms", type=float, default=0, metavar="MS", help="delay every reply")
-    fake.set_defaults(command_function=command_fake_server)
-
-    for impl in pm.hook.register_commands.get_hookimpls():
-        with blamed_on(impl.plugin_name, "add its commands"):
-            impl.function(commands=commands)
-    return parser
-
-
-def _service_parser() -> argparse.ArgumentParser:
-    """Options of the commands that caption: which service, and the session's settings."""
-    parser = Parser(add_help=False)
-    service = parser.add_argument_group("service")
-    service.add_argument(
-        "--url", default=os.environ.get("CAPTIONER_URL"),
-        help=f"streaming server (env CAPTIONER_URL); without it, AssemblyAI ({v3.DEFAULT_URL}) "
-        "when ASSEMBLYAI_API_KEY is set, else the embedded offline recognizer",
-    )
-    service.add_argument("--protocol", default=v3.NAME, choices=sorted(CODECS), help="wire protocol (default v3)")
-    service.add_argument("--sample-rate", type=_sample_rate, default=DEFAULT_SAMPLE_RATE, metavar="HZ",
-                         help=f"session sample rate; audio is resampled to it (default {DEFAULT_SAMPLE_RATE})")
-    service.add_argument("--chunk-ms", type=_chunk_ms, default=DEFAULT_CHUNK_MS, metavar="MS",
-                         help=f"audio per message, 50 to 1000 (default {DEFAULT_CHUNK_MS})")
-    service.add_argument("--token", default=os.environ.get("ASSEMBLYAI_TOKEN"),
-                         help="a temporary token ('captioner token') instead of the API key (env ASSEMBLYAI_TOKEN)")
-    service.add_argument("--format-turns", action="store_true", help="ask for punctuated, cased finals")
-    service.add_argument("--keyterms", metavar="WORD[,WORD...]",
-                         help="names and terms the service should expect (v3 keyterms_prompt, v2 word_boost)")
-    service.add_argument("--language", metavar="CODE", help="the spoken language, e.g. es (v3 language_codes)")
-    service.add_argument("--speech-model", metavar="NAME", help="e.g. universal-streaming-multilingual")
-    service.add_argument("--speaker-labels", action="store_true", help="ask the service to label speakers")
-    service.add_argument("--min-turn-silence", type=_positive_int, metavar="MS",
-                         help="silence that may end a turn (service default 400)")
-    service.add_argument("--max-turn-silence", type=_positive_int, metavar="MS",
-                         help="silence that always ends a turn (service default 1280)")
-    service.add_argument("--max-reconnects", type=_non_negative_int, default=10, metavar="N",
-                         help="reconnect attempts in a row before giving up (default 10; 0: never reconnect)")
-    service.add_argument("--resend-seconds", type=_positive_float, default=60.0, metavar="S",
-                         help="audio kept to resend after a drop, and held through an outage (default 60)")
-    service.add_argument("--terminate-timeout", type=_positive_float, default=10.0, metavar="S",
-                         help="at the end, how long the server may stay silent, and reconnecting for the "
-                         "last finals may take, before captioner gives up on them (default 10)")
-    return parser
-
-
-def _recognizer_parser(pm: pluggy.PluginManager, command: str) -> argparse.ArgumentParser:
-    parser = Parser(add_help=False)
-    group = parser.add_argument_group("local recognizer")
-    names = ", ".join(sorted(registered_recognizers(pm))) or "none installed"
-    if command != "serve":
-        group.add_argument("--offline", action="store_true",
-                           help="caption with the embedded recognizer even when ASSEMBLYAI_API_KEY is set")
-    group.add_argument("--recognizer", default=DEFAULT_RECOGNIZER, metavar="NAME",
-                       help=f"offline recognizer: {names} (default {DEFAULT_RECOGNIZER})")
-    group.add_argument("--decode-workers", type=_positive_int, metavar="N",
-                       help="decoding threads, each with its own model (default: 2, or 1 on one core)")
-    return parser
-
-
-def _with_plugin_options(pm: pluggy.PluginManager, command: str, core: list) -> argparse.ArgumentParser:
-    """`command`'s core options plus those plugins add through add_options.
-
-    Built on the core options, so an option a plugin adds twice or takes from the core
-    fails here, naming the plugin.
-    """
-    parser = Parser(add_help=False, parents=core)
-    for impl in pm.hook.add_options.get_hookimpls():
-        group = parser.add_argument_group(f"plugin {impl.plugin_name}")
-        arguments = {"parser": group, "command": command}
-        with blamed_on(impl.plugin_name, "add its options"):
-            impl.function(**{name: arguments[name] for name in impl.argnames})
-    return parser
+# ---------------------------------------------------------------- captioning
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The session settings; `url` is empty when the embedded recognizer is to be used.
+    """The client's settings; `url` is empty when the embedded recognizer is to be used.
     Called before the audio source is opened: a mistyped URL is the first thing said."""
     _check_url(args.url, args.protocol)
     token = Secret(args.token.strip()) if args.token and args.token.strip() else None
@@ -314,23 +84,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     else:
         why = "--offline" if args.offline else "no ASSEMBLYAI_API_KEY"
         url, backend = "", f"the embedded {args.recognizer} recognizer (offline: {why})"
-    keyterms = tuple(term.strip() for term in (args.keyterms or "").split(",") if term.strip())
     return Settings(
         url=url,
         backend=backend,
-        credential_is_token=token is not None,
-        keyterms=keyterms,
-        language=args.language,
-        speech_model=args.speech_model,
         protocol=args.protocol,
         credential=credential,
-        sample_rate=args.sample_rate,
+        credential_is_token=token is not None,
+        session=session_params(args),
         chunk_ms=args.chunk_ms,
-        format_turns=args.format_turns,
-        speaker_labels=args.speaker_labels,
-        min_turn_silence=args.min_turn_silence,
-        max_turn_silence=args.max_turn_silence,
-        timeouts=replace(SessionTimeouts(), terminate=args.terminate_timeout),
+        timeouts=SessionTimeouts(terminate=args.terminate_timeout),
         reconnect=ReconnectPolicy(max_attempts=args.max_reconnects),
         resend_seconds=args.resend_seconds,
     )
@@ -341,7 +103,7 @@ def _check_url(url: str | None, protocol: str) -> None:
     if not url:
         return
     try:
-        codec(protocol).connect_url(url, SessionParams(sample_rate=DEFAULT_SAMPLE_RATE))
+        codec(protocol).connect_url(url, SessionParams())
     except ProtocolError as error:
         where = "CAPTIONER_URL" if url == os.environ.get("CAPTIONER_URL") else "--url"
         raise UsageError(f"{where}: {error}") from None
@@ -355,18 +117,8 @@ def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     if settings.url and args.fast and not is_local(settings.url):
         raise UsageError("--fast sends audio faster than real time, which the real service refuses (4029); "
                          "use --speed 1 or a local server")
-    start_captioning("replay", args, pm, settings, source, inputs=[args.file])
+    _caption("replay", args, pm, settings, source, inputs=[args.file])
     return 0
-
-
-def start_captioning(command: str, args: argparse.Namespace, pm, settings: Settings, source, inputs=()) -> None:
-    events = EventBus()
-    outputs = OutputFiles(inputs)
-    outputs.claim_options(args.commands[command], args)
-    config = Config(command, _options(args), pm, settings, events, outputs=outputs)
-    recognizer = None if settings.url else load_recognizer(pm, args.recognizer, config)
-    configure_plugins(pm, config)
-    asyncio.run(caption(settings, pm, source, recognizer, args.decode_workers, events))
 
 
 def command_run(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
@@ -375,8 +127,28 @@ def command_run(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
         args.device, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms,
         duration=args.duration, buffer_seconds=args.buffer_seconds,
     )
-    start_captioning("run", args, pm, settings, source)
+    _caption("run", args, pm, settings, source)
     return 0
+
+
+def _caption(command: str, args: argparse.Namespace, pm, settings: Settings, source, inputs=()) -> None:
+    outputs = OutputFiles(inputs)
+    options = _options(args)
+    outputs.claim_options(args.commands[command], options)  # before any plugin opens a file
+    prepared = prepare_meeting(command, options, pm, settings, outputs=outputs)
+
+    async def caption() -> None:
+        async with meeting_engine(prepared) as engine:
+            await caption_until_stopped(engine, source)
+
+    asyncio.run(caption())
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {key: value for key, value in vars(args).items() if key not in ("command_function", "commands")}
+
+
+# ---------------------------------------------------------------- the other commands
 
 
 def command_config_show(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
@@ -412,31 +184,6 @@ def command_token(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     return 0
 
 
-def create_token(streaming_url: str, key: Secret, expires: int) -> str:
-    """GET <host>/v3/token?expires_in_seconds=N with the key, as the official SDK does."""
-    parts = urlsplit(streaming_url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    url = urlunsplit((scheme, parts.netloc, "/v3/token", urlencode({"expires_in_seconds": expires}), ""))
-    where = redact_url(urlunsplit((scheme, parts.netloc, "/v3/token", "", "")))
-    request = urllib.request.Request(url, headers={"Authorization": key.reveal()})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        if error.code in (401, 403):
-            raise AuthError(f"{where} refused the API key (HTTP {error.code}); check ASSEMBLYAI_API_KEY") from None
-        raise ConnectionFailed(f"{where} answered HTTP {error.code}") from None
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
-        reason = getattr(error, "reason", error)
-        raise ConnectionFailed(f"cannot reach {where}: {reason}") from None
-    except ValueError:
-        raise ConnectionFailed(f"{where} answered something that is not JSON") from None
-    token = body.get("token") if isinstance(body, dict) else None
-    if not isinstance(token, str) or not token:
-        raise ConnectionFailed(f"{where} answered without a token")
-    return token
-
-
 def command_devices(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     devices = list_input_devices(all_host_apis=args.all)
     if args.json:
@@ -449,72 +196,6 @@ def command_devices(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     return 0
 
 
-def _options(args: argparse.Namespace) -> dict:
-    return {key: value for key, value in vars(args).items() if key != "command_function"}
-
-
-async def caption(
-    settings: Settings, pm, source, recognizer: Recognizer | None, workers: int | None, events: EventBus
-) -> None:
-    """Caption `source`, through an embedded recognizer server when one is given."""
-    if recognizer is None:
-        await caption_until_stopped(Engine(settings, pm, events), source)
-        return
-    async with EmbeddedServer(recognizer, workers=workers) as server:
-        await caption_until_stopped(Engine(replace(settings, url=server.base_url), pm, events), source)
-
-
-async def caption_until_stopped(engine: Engine, source) -> None:
-    """Caption to the end of the source, or until Ctrl-C / SIGTERM.
-
-    The first signal stops the audio and waits (bounded by --terminate-timeout) for the
-    last finals, so the sentence being spoken is not lost; a second one exits at once.
-    """
-    loop = asyncio.get_running_loop()
-    signals = [signal.SIGINT, signal.SIGTERM]
-    received = 0
-
-    def on_signal() -> None:
-        nonlocal received
-        received += 1
-        if received == 1:
-            print("captioner: stopping; waiting for the last captions (press Ctrl-C again to quit now)",
-                  file=sys.stderr, flush=True)
-            engine.stop()
-        else:
-            print("captioner: interrupted", file=sys.stderr, flush=True)
-            os._exit(130)
-
-    def toggle_pause() -> None:
-        if source.paused:
-            source.resume()
-        else:
-            source.pause()
-
-    def change_silence(step: int) -> None:
-        current = engine.current_settings.max_turn_silence or DEFAULT_MAX_TURN_SILENCE
-        wanted = max(160, min(5000, current + step))
-        engine.control(UpdateConfiguration({"max_turn_silence": wanted}))
-        print(f"captioner: turns now end after {wanted} ms of silence at most", file=sys.stderr, flush=True)
-
-    keys = {
-        "q": on_signal,
-        "e": lambda: engine.control(ForceEndpoint()),  # end the current turn now
-        "[": lambda: change_silence(-200),  # shorter pauses end turns
-        "]": lambda: change_silence(+200),
-    }
-    if hasattr(source, "pause"):
-        keys.update({"p": toggle_pause, " ": toggle_pause})
-    for signum in signals:
-        loop.add_signal_handler(signum, on_signal)
-    try:
-        with KeyboardControls(keys):
-            await engine.caption(source)
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
-
-
 def command_serve(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     key = os.environ.get("CAPTIONER_SERVER_KEY") or None
     if not is_loopback_host(args.host) and key is None:
@@ -522,9 +203,10 @@ def command_serve(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
             f"--host {args.host} is reachable from other machines: set CAPTIONER_SERVER_KEY, "
             "which clients then send as their API key (ASSEMBLYAI_API_KEY)"
         )
-    config = Config("serve", _options(args), pm, None)
-    recognizer = load_recognizer(pm, args.recognizer, config)
-    configure_plugins(pm, config)
+    config = Config("serve", _options(args), pm)
+    hooks = PluginHooks(pm)
+    recognizer = load_recognizer(hooks, args.recognizer, config)
+    hooks.configure(config)
 
     server = EmbeddedServer(recognizer, host=args.host, port=args.port, api_key=key, workers=args.decode_workers)
     return _serve_until_interrupted(
@@ -630,3 +312,15 @@ def _chunk_ms(text: str) -> int:
     if not 50 <= value <= 1000:
         raise argparse.ArgumentTypeError("the service takes chunks of 50 to 1000 ms")
     return value
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, pluggy.PluginManager], int]] = {
+    "replay": command_replay,
+    "run": command_run,
+    "token": command_token,
+    "devices": command_devices,
+    "serve": command_serve,
+    "config show": command_config_show,
+    "plugins": command_plugins,
+    "fake-server": command_fake_server,
+}

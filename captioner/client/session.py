@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import AsyncIterable, Callable, Union
 
 import websockets
@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from ..errors import (
     AuthError,
+    CaptionerError,
     ConnectionFailed,
     MessageTooBig,
     NoTermination,
@@ -61,16 +62,19 @@ class StreamingSession:
         base_url: str,
         params: SessionParams,
         credential: str | None = None,
+        *,
+        credential_is_token: bool = False,
         timeouts: SessionTimeouts = SessionTimeouts(),
     ):
         self.codec = codec
         self.params = params
         self.timeouts = timeouts
-        self._credential = credential
+        # The codec says where the key or token goes (a header, or v2's ?token=).
+        self._headers, in_query = codec.credentials(credential, credential_is_token)
         # Everything the server says is cleaned, and these never come back from it.
         self.untrusted = Untrusted([credential, *url_secrets(base_url)])
         try:
-            self.url = codec.connect_url(base_url, params)
+            self.url = codec.connect_url(base_url, replace(params, extra={**params.extra, **in_query}))
         except ProtocolError as error:
             raise UsageError(str(error)) from None
         self.safe_url = redact_url(self.url)
@@ -158,37 +162,21 @@ class StreamingSession:
             await asyncio.wait({receiver}, timeout=limit - quiet_for)
 
     async def _connect(self) -> ClientConnection:
-        where = self.where
         try:
             return await connect(
                 self.url,
-                additional_headers=self.codec.auth_headers(self._credential),
+                additional_headers=self._headers,
                 open_timeout=self.timeouts.open,
                 # PCM barely compresses, and deflate would cost CPU on the audio path.
                 compression=None,
                 max_size=MAX_MESSAGE_BYTES,
                 user_agent_header=f"captioner/{_version()}",
             )
-        except websockets.InvalidStatus as error:
-            status = error.response.status_code
-            if status in (401, 403):
-                raise AuthError(
-                    f"{where} refused the credentials (HTTP {status}); check ASSEMBLYAI_API_KEY"
-                ) from None
-            raise ConnectionFailed(f"{where} refused the session (HTTP {status})") from None
-        except (websockets.InvalidURI, ValueError):
-            raise UsageError(f"not a valid WebSocket URL: {where}") from None
-        except ConnectionRefusedError:
-            raise ConnectionFailed(f"cannot connect to {where}: connection refused (is the server running?)") from None
-        except socket.gaierror as error:
-            raise ConnectionFailed(f"cannot connect to {where}: unknown host ({error.strerror})") from None
-        except TimeoutError:
-            raise ConnectionFailed(
-                f"cannot connect to {where}: no answer within {self.timeouts.open:g} s"
-            ) from None
-        except (OSError, websockets.InvalidHandshake) as error:
-            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-            raise ConnectionFailed(f"cannot connect to {where}: {self.untrusted.text(reason)}") from None
+        except Exception as error:
+            failure = connect_error(error, self.where, self.timeouts.open, self.untrusted)
+            if failure is None:
+                raise
+            raise failure from None
 
     async def _send(self, websocket: ClientConnection, audio: AsyncIterable[bytes]) -> None:
         try:
@@ -249,23 +237,51 @@ class StreamingSession:
     def _raise_for_close(self, websocket: ClientConnection) -> None:
         if self.terminated:
             return
-        code, reason = websocket.close_code, self.untrusted.text(websocket.close_reason or "")
-        where = self.where
-        sent = websocket.protocol.close_sent
-        if sent is not None and sent.code == closecodes.MESSAGE_TOO_BIG:
-            raise MessageTooBig(
-                f"{where} sent a message over {MAX_MESSAGE_BYTES >> 20} MiB, more than captioner reads "
-                "(a server that is not a speech-to-text service?)", sent.code
-            )
-        if code == closecodes.NORMAL:
-            if self.terminate_sent:
-                return  # closed cleanly after Terminate, only without the courtesy message
-            raise ServerError(f"{where} ended the session before the audio did (closed with 1000)", code)
-        if code in closecodes.AUTH_FAILURES:
-            raise AuthError(f"{where} {closecodes.describe(code, reason)}", code)
-        if code is None or code == 1006:
-            raise ConnectionFailed(f"the connection to {where} dropped without a close frame")
-        raise ServerError(f"{where} {closecodes.describe(code, reason)}", code)
+        error = close_error(websocket, self.where, self.untrusted, terminate_sent=self.terminate_sent)
+        if error is not None:
+            raise error
+
+
+def connect_error(error: Exception, where: str, open_timeout: float, untrusted: Untrusted) -> CaptionerError | None:
+    """The one line for a handshake that failed; None for an exception that is a bug."""
+    if isinstance(error, websockets.InvalidStatus):
+        status = error.response.status_code
+        if status in (401, 403):
+            return AuthError(f"{where} refused the credentials (HTTP {status}); check ASSEMBLYAI_API_KEY")
+        return ConnectionFailed(f"{where} refused the session (HTTP {status})")
+    if isinstance(error, (websockets.InvalidURI, ValueError)):
+        return UsageError(f"not a valid WebSocket URL: {where}")
+    if isinstance(error, ConnectionRefusedError):
+        return ConnectionFailed(f"cannot connect to {where}: connection refused (is the server running?)")
+    if isinstance(error, socket.gaierror):
+        return ConnectionFailed(f"cannot connect to {where}: unknown host ({error.strerror})")
+    if isinstance(error, TimeoutError):
+        return ConnectionFailed(f"cannot connect to {where}: no answer within {open_timeout:g} s")
+    if isinstance(error, (OSError, websockets.InvalidHandshake)):
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        return ConnectionFailed(f"cannot connect to {where}: {untrusted.text(reason)}")
+    return None
+
+
+def close_error(websocket: ClientConnection, where: str, untrusted: Untrusted, *, terminate_sent: bool) -> CaptionerError | None:
+    """What a closed connection means for the meeting, from its close code; None when it
+    closed as it should."""
+    code, reason = websocket.close_code, untrusted.text(websocket.close_reason or "")
+    sent = websocket.protocol.close_sent
+    if sent is not None and sent.code == closecodes.MESSAGE_TOO_BIG:
+        return MessageTooBig(
+            f"{where} sent a message over {MAX_MESSAGE_BYTES >> 20} MiB, more than captioner reads "
+            "(a server that is not a speech-to-text service?)", sent.code
+        )
+    if code == closecodes.NORMAL:
+        if terminate_sent:
+            return None  # closed cleanly after Terminate, only without the courtesy message
+        return ServerError(f"{where} ended the session before the audio did (closed with 1000)", code)
+    if code in closecodes.AUTH_FAILURES:
+        return AuthError(f"{where} {closecodes.describe(code, reason)}", code)
+    if code is None or code == 1006:
+        return ConnectionFailed(f"the connection to {where} dropped without a close frame")
+    return ServerError(f"{where} {closecodes.describe(code, reason)}", code)
 
 
 def _version() -> str:

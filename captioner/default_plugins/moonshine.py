@@ -16,8 +16,7 @@ import os
 
 import numpy as np
 
-from ..hookspecs import hookimpl
-from ..server.recognizer import RecognizerUnavailable, Transcription
+from captioner import RecognizerUnavailable, Transcription, hookimpl
 
 NAME = "moonshine"
 INSTALL_HINT = "pip install moonshine-voice==0.1.0 (0.1.0 is the release that ships the tiny English model)"

@@ -14,8 +14,7 @@ import threading
 
 import numpy as np
 
-from ..hookspecs import hookimpl
-from ..server.recognizer import RecognizedWord, RecognizerUnavailable, Transcription
+from captioner import RecognizedWord, RecognizerUnavailable, Transcription, hookimpl
 
 NAME = "pocketsphinx"
 INSTALL_HINT = "pip install pocketsphinx==5.1.1 (its wheel carries the en-us model)"

@@ -17,8 +17,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from ..events import AudioLevel, CaptionError, Session, Turn
-from ..hookspecs import hookimpl
+from captioner import AudioLevel, CaptionError, Session, Turn, hookimpl
 
 
 @hookimpl
@@ -159,7 +158,7 @@ class TerminalCaptions:
         err.flush()
 
     @hookimpl
-    def on_session_end(self, summary) -> None:
+    def on_meeting_end(self, summary) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None

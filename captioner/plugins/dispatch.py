@@ -1,17 +1,21 @@
 """Delivering events to plugins without letting any plugin hold up the others or the audio.
 
-pluggy stops calling implementations when one raises, and a plain `pm.hook.on_final()`
-would run every plugin on the event loop that also sends audio. So each plugin gets a
-`PluginChannel`: its events in order from its own bounded queue, its plain functions
-run on its own worker thread, its coroutines awaited on the loop. A plugin that raises
-is reported through `on_error` and keeps receiving events; one that falls more than
-`max_pending` events behind is disabled for the session and reported, so memory stays
-bounded.
+Each plugin that implements an event hook gets a `PluginQueue`: its events in order
+from its own queue; a plain hook function runs on the plugin's own worker thread, a
+coroutine function on the event loop; every call goes through pluggy's caller for that
+plugin alone (captioner.plugins.hooks). So:
 
-Ending takes two steps: `settle()` waits until every event so far has been handled
-(including the `on_error` reports that handling may cause), so the summary is complete;
-then `end(summary)` delivers `on_session_end` and `close()` lets plugins finish. A
-failure after that point can no longer reach other plugins and goes to stderr.
+- a plugin that raises is reported to the others through `on_error`, with the file and
+  line where it raised, and keeps receiving events;
+- a coroutine hook that blocks the event loop (a `time.sleep` in an `async def`) is
+  reported by name: the audio waited for it;
+- a plugin more than `max_pending` events behind is disabled for the meeting and
+  reported, so memory stays bounded;
+- at the end, each plugin gets `on_meeting_end` right after its own last event, however
+  slow another plugin is, with the summary as it stands then (its own failures in it);
+  only a plugin that takes events plugins emit (`on_translation`) waits, for the others
+  to finish (bounded), so the last translation still reaches it; a plugin still busy
+  after the drain timeout is named, and its remaining events dropped.
 """
 
 from __future__ import annotations
@@ -21,176 +25,232 @@ import inspect
 import queue
 import sys
 import threading
+import time
 from typing import Any, Callable
 
-import pluggy
+from ..events import CaptionError, MeetingSummary
+from ..hookspecs import EVENT_HOOKS, PLUGIN_EVENTS
+from .hooks import PluginHooks, describe_failure, print_traceback
 
-from ..events import CaptionError
-from ..client.untrusted import Untrusted
-
-EVENT_HOOKS = (
-    "on_session_begin",
-    "on_partial",
-    "on_final",
-    "on_translation",
-    "on_audio_level",
-    "on_error",
-    "on_session_end",
-)
 _CLOSE = object()
-_UNTRUSTED = Untrusted()
+# An async hook that holds the loop this long without awaiting is reported: the audio
+# and every other coroutine waited for it.
+BLOCKING_SECONDS = 0.5
 
 
 class PluginDispatcher:
-    """One channel per plugin that implements an event hook; `emit` never blocks."""
+    """A queue for each plugin that implements an event hook; `emit` never blocks."""
 
     def __init__(
         self,
-        pm: pluggy.PluginManager,
+        hooks: PluginHooks,
         report: Callable[[CaptionError], None],
         *,
         max_pending: int = 1000,
         trace: bool = False,
     ):
+        self.hooks = hooks
         self._report = report
-        self._trace = trace
+        self.trace = trace  # full tracebacks of plugin failures, on stderr
         self.ended = False
-        impls: dict[str, dict[str, pluggy.HookImpl]] = {}
-        for hook in EVENT_HOOKS:
-            for impl in getattr(pm.hook, hook).get_hookimpls():
-                impls.setdefault(impl.plugin_name, {})[hook] = impl
-        self.channels = [PluginChannel(name, hooks, self, max_pending) for name, hooks in impls.items()]
+        names = dict.fromkeys(name for hook in EVENT_HOOKS for name in hooks.implementers(hook))
+        self.plugins = [PluginQueue(name, self, max_pending) for name in names]
 
     def start(self) -> None:
-        for channel in self.channels:
-            channel.start()
+        for plugin in self.plugins:
+            plugin.start()
 
     def wants(self, hook: str) -> bool:
         """Whether any plugin implements `hook`: an event nobody takes need not be computed."""
-        return any(hook in channel.impls for channel in self.channels)
+        return any(hook in plugin.implements for plugin in self.plugins)
 
     def emit(self, hook: str, **kwargs: Any) -> None:
-        for channel in self.channels:
-            channel.offer(hook, kwargs)
+        for plugin in self.plugins:
+            plugin.offer(hook, kwargs)
 
     def report(self, error: CaptionError) -> None:
-        if self.ended:
+        self._report(error)
+        if self.ended:  # the plugins may have had their end: say it where it is seen
             print(f"captioner: warning: {error.message}", file=sys.stderr, flush=True)
-        else:
-            self._report(error)
 
-    def plugin_failed(self, channel: PluginChannel, hook: str, error: BaseException) -> None:
-        message = f"plugin {channel.name} failed in {hook}: {type(error).__name__}: {error}"
+    def plugin_failed(self, plugin: PluginQueue, hook: str, error: BaseException) -> None:
+        message = f"plugin {plugin.name} failed in {hook}: {describe_failure(error)}"
+        if self.trace:
+            print_traceback(message, error)
         if hook == "on_error":
             # Reporting it through on_error again could loop; say it once, here.
             print(f"captioner: warning: {message}", file=sys.stderr, flush=True)
             return
-        self.report(CaptionError(kind="plugin", message=message, fatal=False, plugin=channel.name))
+        self.report(CaptionError(kind="plugin", message=message, fatal=False, plugin=plugin.name))
 
-    def trace(self, channel: PluginChannel, hook: str, kwargs: dict) -> None:
-        if self._trace:
-            args = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
-            print(f"captioner: trace: {channel.name}.{hook}({args})", file=sys.stderr, flush=True)
+    def plugin_blocked(self, plugin: PluginQueue, hook: str, seconds: float) -> None:
+        self.report(CaptionError(
+            kind="plugin",
+            message=f"plugin {plugin.name} blocked the event loop for {seconds:.1f} s in its async {hook}: "
+            "the audio waited; an async def hook must await, or be a plain def (it then runs on its own thread)",
+            fatal=False,
+            plugin=plugin.name,
+        ))
 
-    async def settle(self, timeout: float) -> None:
-        """Wait (at most `timeout` s) until every event emitted so far has been handled."""
-        joins = [asyncio.ensure_future(channel.queue.join()) for channel in self.channels]
-        if joins:
-            await asyncio.wait(joins, timeout=timeout)
-        for join in joins:
-            join.cancel()
+    async def finish(self, summarise: Callable[[], MeetingSummary], timeout: float) -> None:
+        """End the meeting for every plugin, waiting at most `timeout` seconds in all.
 
-    def end(self, summary: object) -> None:
-        """Deliver on_session_end (also to disabled plugins, so they can close files)."""
-        self.emit("on_session_end", summary=summary)
+        Each plugin gets on_meeting_end after its own last event (a disabled one too, so it
+        can close its files), with the summary as it stands then. A plugin that takes
+        events other plugins emit (`on_translation`) gets it once every other plugin has
+        finished, or at the bound: the last translation reaches the subtitle track. No
+        other plugin waits for anyone."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0)
+        takers = [plugin for plugin in self.plugins if plugin.implements & set(PLUGIN_EVENTS)]
+        others = [plugin for plugin in self.plugins if plugin not in takers]
+        for plugin in others:
+            plugin.finish(summarise)
+        if takers and others:
+            joins = [asyncio.ensure_future(plugin.events.join()) for plugin in others]
+            await asyncio.wait(joins, timeout=max(0.0, deadline - loop.time()))
+            for join in joins:
+                join.cancel()
+        for plugin in takers:
+            plugin.finish(summarise)
         self.ended = True
+        await self._close(deadline - loop.time(), timeout)
 
-    async def close(self, timeout: float) -> None:
-        """Let every plugin finish its queue, waiting at most `timeout` seconds in all."""
-        for channel in self.channels:
-            channel.close()
-        tasks = [channel.task for channel in self.channels if channel.task]
+    async def _close(self, remaining: float, timeout: float) -> None:
+        """Let every plugin finish its queue, until the deadline; name those that did not."""
+        tasks = {plugin.task: plugin for plugin in self.plugins if plugin.task}
         if tasks:
-            await asyncio.wait(tasks, timeout=max(timeout, 0))
-        for channel in self.channels:
-            if channel.task and not channel.task.done():
+            await asyncio.wait(tasks, timeout=max(remaining, 0))
+        for task, plugin in tasks.items():
+            if not task.done():
                 print(
-                    f"captioner: warning: plugin {channel.name} did not finish within {timeout:g} s "
-                    f"of the end; {channel.pending} events were not delivered to it",
+                    f"captioner: warning: plugin {plugin.name} did not finish within {max(timeout, 0):g} s "
+                    f"of the end; {plugin.pending} events were not delivered to it",
                     file=sys.stderr,
                     flush=True,
                 )
-                channel.task.cancel()
-            channel.worker.stop()
+                task.cancel()
+        for plugin in self.plugins:
+            plugin.worker.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class PluginChannel:
-    def __init__(self, name: str, impls: dict[str, pluggy.HookImpl], dispatcher: PluginDispatcher, max_pending: int):
+class PluginQueue:
+    def __init__(self, name: str, dispatcher: PluginDispatcher, max_pending: int):
         self.name = name
-        self.impls = impls
         self.dispatcher = dispatcher
+        hooks = dispatcher.hooks
+        self.implements = {hook for hook in EVENT_HOOKS if name in hooks.implementers(hook)}
+        self.coroutines = {hook for hook in self.implements if inspect.iscoroutinefunction(hooks.impl(hook, name).function)}
         self.max_pending = max_pending
-        self.queue: asyncio.Queue = asyncio.Queue()  # bounded by offer(), so close() always fits
+        self.events: asyncio.Queue = asyncio.Queue()  # bounded by offer(), so finish() always fits
         self.worker = WorkerThread(f"captioner-plugin-{name}")
         self.task: asyncio.Task | None = None
         self.disabled = False
+        self.finished = False
 
     @property
     def pending(self) -> int:
-        return self.queue.qsize()
+        return self.events.qsize()
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"captioner-plugin-{self.name}")
 
     def offer(self, hook: str, kwargs: dict) -> None:
-        if hook not in self.impls or (self.disabled and hook != "on_session_end"):
+        if hook not in self.implements or self.disabled or self.finished:
             return
-        if self.queue.qsize() >= self.max_pending:
+        if self.events.qsize() >= self.max_pending:
             self.disabled = True
             self._drop_pending()
             self.dispatcher.report(
                 CaptionError(
                     kind="plugin",
                     message=f"plugin {self.name} fell {self.max_pending} events behind and was "
-                    "disabled for the rest of this session",
+                    "disabled for the rest of this meeting",
                     fatal=False,
                     plugin=self.name,
                 )
             )
             return
-        self.queue.put_nowait((hook, kwargs))
+        self.events.put_nowait((hook, kwargs))
 
-    def close(self) -> None:
-        self.queue.put_nowait(_CLOSE)
+    def finish(self, summarise: Callable[[], MeetingSummary]) -> None:
+        if "on_meeting_end" in self.implements:
+            self.events.put_nowait(("on_meeting_end", summarise))
+        self.events.put_nowait(_CLOSE)
+        self.finished = True
 
     def _drop_pending(self) -> None:
-        while not self.queue.empty():
-            self.queue.get_nowait()
-            self.queue.task_done()
+        while not self.events.empty():
+            self.events.get_nowait()
+            self.events.task_done()
 
     async def _run(self) -> None:
-        while True:
-            item = await self.queue.get()
-            if item is _CLOSE:
-                return
+        try:
+            await self._deliver_all()
+        finally:
+            self.events.task_done()  # the close itself: join() means done
+
+    async def _deliver_all(self) -> None:
+        while (item := await self.events.get()) is not _CLOSE:
             hook, kwargs = item
-            impl = self.impls[hook]
-            args = {name: kwargs[name] for name in impl.argnames}
-            self.dispatcher.trace(self, hook, args)
+            if hook == "on_meeting_end":
+                kwargs = {"summary": kwargs()}  # the summary as it stands now
             try:
-                if inspect.iscoroutinefunction(impl.function):
-                    await impl.function(**args)
-                else:
-                    result = await self.worker.call(lambda: impl.function(**args))
-                    if inspect.isawaitable(result):
-                        await result
+                await self._deliver(hook, kwargs)
             except asyncio.CancelledError:
                 raise
-            except BaseException as error:  # even SystemExit: a plugin must not end the run
+            except BaseException as error:  # even SystemExit: a plugin must not end the meeting
                 self.dispatcher.plugin_failed(self, hook, error)
             finally:
-                self.queue.task_done()  # after any failure report, so settle() waits for it
+                self.events.task_done()  # after any failure report
+
+    async def _deliver(self, hook: str, kwargs: dict) -> None:
+        call = self.dispatcher.hooks.caller(hook, self.name)
+        if hook in self.coroutines:
+            for result in call(**kwargs):
+                if inspect.isawaitable(result):
+                    await self._timed(result, hook)
+        else:
+            for result in await self.worker.call(lambda: call(**kwargs)):
+                if inspect.isawaitable(result):
+                    await result
+
+    async def _timed(self, awaitable, hook: str) -> Any:
+        """`await awaitable`, timing each stretch it runs without yielding to the loop."""
+        reported = False
+
+        def check(started: float) -> None:
+            nonlocal reported
+            held = time.perf_counter() - started
+            if held >= BLOCKING_SECONDS and not reported:
+                reported = True
+                self.dispatcher.plugin_blocked(self, hook, held)
+
+        return await _TimedAwait(awaitable.__await__(), check)
+
+
+class _TimedAwait:
+    """Drives a coroutine as `await` would, calling `check(started)` after every step."""
+
+    def __init__(self, steps, check: Callable[[float], None]):
+        self.steps, self.check = steps, check
+
+    def __await__(self):
+        value, error = None, None
+        while True:
+            started = time.perf_counter()
+            try:
+                yielded = self.steps.throw(error) if error is not None else self.steps.send(value)
+            except StopIteration as stop:
+                self.check(started)
+                return stop.value
+            self.check(started)
+            value, error = None, None
+            try:
+                value = yield yielded
+            except BaseException as raised:  # cancellation and the loop's errors go to the coroutine
+                error = raised
 
 
 class WorkerThread:
@@ -229,12 +289,13 @@ class WorkerThread:
                     # KeyboardInterrupt there would end the whole run.
                     wrapped = RuntimeError(f"{type(error).__name__}: {error}")
                     wrapped.__cause__ = error
+                    wrapped.__traceback__ = error.__traceback__
                     error = wrapped
                 outcome, value = _set_exception, error
             try:
                 loop.call_soon_threadsafe(outcome, future, value)
             except RuntimeError:
-                return  # the loop is gone: the session ended without waiting for us
+                return  # the loop is gone: the meeting ended without waiting for us
 
 
 def _set_result(future: asyncio.Future, value: Any) -> None:
@@ -245,81 +306,3 @@ def _set_result(future: asyncio.Future, value: Any) -> None:
 def _set_exception(future: asyncio.Future, error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
-
-
-class EventBus:
-    """How plugins send events into a running session: `config.events`.
-
-    A translator emits `on_translation` for the other plugins; any plugin can report a
-    survived problem with `error(...)`. Safe to call from a plugin's worker thread or the
-    event loop. Outside a session, events go nowhere.
-    """
-
-    EMITTABLE = frozenset({"on_translation"})
-
-    def __init__(self) -> None:
-        self._dispatcher: PluginDispatcher | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._engine = None
-
-    def attach(self, dispatcher: PluginDispatcher, engine=None) -> None:
-        self._dispatcher = dispatcher
-        self._engine = engine
-        self._loop = asyncio.get_running_loop()
-
-    def detach(self) -> None:
-        self._dispatcher = self._loop = self._engine = None
-
-    def force_endpoint(self) -> None:
-        """Ask the service to end the current turn now (ForceEndpoint)."""
-        from ..protocol.messages import ForceEndpoint
-
-        self._control(ForceEndpoint())
-
-    def update_configuration(self, **settings: Any) -> None:
-        """Change session settings live (UpdateConfiguration), e.g. max_turn_silence=800.
-        They also hold for the sessions a reconnect starts."""
-        from ..protocol import v3
-        from ..protocol.messages import UpdateConfiguration
-
-        for key, value in settings.items():
-            expected = v3.UPDATABLE.get(key)
-            if expected is None:
-                raise ValueError(f"{key} cannot be changed during a session; these can: {sorted(v3.UPDATABLE)}")
-            if not v3.value_fits(expected, value):  # what the service would refuse, refused here
-                raise ValueError(f"{key} must be {expected.__name__}, not {value!r}")
-        self._control(UpdateConfiguration(settings))
-
-    def _control(self, message) -> None:
-        engine = self._engine
-        if engine is not None:
-            self._call(lambda dispatcher: engine.control(message))
-
-    def emit(self, hook: str, **kwargs: Any) -> None:
-        if hook not in self.EMITTABLE:
-            raise ValueError(f"plugins may emit {sorted(self.EMITTABLE)}, not {hook!r}")
-        # A translation comes from a network service too: its text is made safe here.
-        kwargs = {name: _UNTRUSTED.fields(value) for name, value in kwargs.items()}
-        # After on_session_end nothing more is delivered: a late translation is dropped.
-        self._call(lambda dispatcher: dispatcher.ended or dispatcher.emit(hook, **kwargs))
-
-    def error(self, message: str, plugin: str | None = None) -> None:
-        """Report a problem the plugin survived: it reaches every plugin's on_error."""
-        error = CaptionError(kind="plugin", message=_UNTRUSTED.text(message), fatal=False, plugin=plugin)
-        self._call(lambda dispatcher: dispatcher.report(error))
-
-    def _call(self, action: Callable[[PluginDispatcher], None]) -> None:
-        dispatcher, loop = self._dispatcher, self._loop
-        if dispatcher is None or loop is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            action(dispatcher)
-        else:
-            try:
-                loop.call_soon_threadsafe(action, dispatcher)
-            except RuntimeError:
-                pass  # the session's loop is gone

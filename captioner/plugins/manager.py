@@ -12,18 +12,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import sys
-from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 import pluggy
 
 from .. import hookspecs
 from ..errors import UsageError
+from .hooks import trace_enabled, trace_hook_calls
 
 GROUP = "captioner"
 
@@ -44,6 +42,10 @@ def build_plugin_manager(
 ) -> pluggy.PluginManager:
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
+    if trace_enabled(environ):
+        trace_hook_calls(pm)
+    # Historic: every plugin registered from now on may add hooks of its own.
+    pm.hook.add_hookspecs.call_historic(kwargs={"plugin_manager": pm})
     modules, disabled = list(modules), list(disabled)
     selected = environ.get("CAPTIONER_LOAD_PLUGINS")
     entry_points = _entry_points(selected)
@@ -126,15 +128,29 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
 
 
 def describe_plugins(pm: pluggy.PluginManager, include_defaults: bool = False) -> list[dict]:
-    """What `captioner plugins` prints: name, version and hooks of each plugin."""
+    """What `captioner plugins` prints: name, version and hooks of each plugin, those of
+    the objects it registers for a run (classes of its package with hook methods) included."""
     owners = metadata.packages_distributions()  # top-level module -> distributions
     described = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
         if plugin is None or (name in DEFAULT_PLUGINS and not include_defaults):
             continue
-        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
-        described.append({"name": name, "version": _version_of(plugin, owners), "hooks": hooks})
+        hooks = {caller.name for caller in pm.get_hookcallers(plugin) or ()}
+        if isinstance(plugin, ModuleType):
+            hooks |= _hooks_of_classes(plugin)
+        described.append({"name": name, "version": _version_of(plugin, owners), "hooks": sorted(hooks)})
     return described
+
+
+def _hooks_of_classes(module: ModuleType) -> set[str]:
+    """The hooks that classes defined in `module`'s package implement: what a plugin's
+    configure registers (a caption writer, the terminal view) is known only at run time."""
+    package = module.__name__.partition(".")[0]
+    found = set()
+    for value in list(vars(module).values()):
+        if isinstance(value, type) and value.__module__.partition(".")[0] == package:
+            found |= {name for name, attribute in vars(value).items() if hasattr(attribute, f"{GROUP}_impl")}
+    return found
 
 
 def _version_of(plugin: object, owners: Mapping[str, list[str]]) -> str | None:
@@ -146,58 +162,3 @@ def _version_of(plugin: object, owners: Mapping[str, list[str]]) -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
-
-
-@contextmanager
-def blamed_on(plugin: str, failing_to: str) -> Iterator[None]:
-    """A plugin's crash while captioner starts becomes one line that names the plugin and
-    says how to skip it; its own UsageError passes through as it is."""
-    try:
-        yield
-    except UsageError:
-        raise
-    except Exception as error:
-        raise UsageError(
-            f"plugin {plugin} failed to {failing_to}: {type(error).__name__}: {error}; "
-            f"skip it with --disable-plugin {plugin}"
-        ) from None
-
-
-def configure_plugins(pm: pluggy.PluginManager, config) -> None:
-    """Call each plugin's `configure`; a UsageError (or a crash) stops before any audio."""
-    for impl in pm.hook.configure.get_hookimpls():
-        with blamed_on(impl.plugin_name, "start"):
-            impl.function(config=config)
-
-
-@dataclass(frozen=True)
-class Registration:
-    """Something a plugin contributed through a register_* hook."""
-
-    name: str
-    factory: Callable
-    description: str
-    plugin: str
-
-
-def collect_registrations(pm: pluggy.PluginManager, hook: str, what: str) -> dict[str, Registration]:
-    """Call every implementation of a registration hook (`register_recognizers`, ...)."""
-    found: dict[str, Registration] = {}
-    for impl in getattr(pm.hook, hook).get_hookimpls():
-
-        def register(name: str, factory: Callable, description: str = "", _plugin: str = impl.plugin_name) -> None:
-            if name in found:
-                raise UsageError(f"{what} {name!r} is registered twice ({found[name].plugin}, {_plugin})")
-            found[name] = Registration(name, factory, description, _plugin)
-
-        with blamed_on(impl.plugin_name, f"register {what}s"):
-            impl.function(register=register)
-    return found
-
-
-def trace_enabled(environ: Mapping[str, str] = os.environ) -> bool:
-    return environ.get("CAPTIONER_TRACE_PLUGINS", "") not in ("", "0")
-
-
-def warn(message: str) -> None:
-    print(f"captioner: warning: {message}", file=sys.stderr, flush=True)

@@ -103,11 +103,14 @@ class UpdateConfiguration:
 ClientMessage = Union[Audio, Terminate, ForceEndpoint, KeepAlive, UpdateConfiguration]
 
 
+DEFAULT_SAMPLE_RATE = 16000  # what AssemblyAI recommends, and what the offline recognizers hear
+
+
 @dataclass(frozen=True)
 class SessionParams:
     """The session settings a client asks for in the connection's query string."""
 
-    sample_rate: int
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     encoding: str = "pcm_s16le"
     format_turns: bool = False
     min_turn_silence: int | None = None  # ms

@@ -47,6 +47,29 @@ InvalidClientMessage = v3.InvalidClientMessage
 auth_headers = v3.auth_headers  # the same handshake header
 
 
+def credentials(credential: str | None, is_token: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """The key goes in the Authorization header; a temporary token in `?token=`, as the
+    legacy service wants it."""
+    if credential and is_token:
+        return {}, {"token": credential}
+    return auth_headers(credential), {}
+
+
+def check_update(settings: dict) -> None:
+    """v2 can change only the end-of-utterance silence, one setting for both."""
+    for key, value in settings.items():
+        if key not in UPDATABLE:
+            raise ValueError(f"{key} cannot be changed during a v2 session; only the silence can "
+                             f"({', '.join(sorted(UPDATABLE))})")
+        if not v3.value_fits(int, value):
+            raise ValueError(f"{key} must be int, not {value!r}")
+
+
+def updated(params: SessionParams, settings: dict) -> SessionParams:
+    """The session settings after a live change: v2 keeps only the silence."""
+    return v3.updated(params, {key: value for key, value in settings.items() if key in UPDATABLE})
+
+
 # ---------------------------------------------------------------- client side
 
 

@@ -1,7 +1,8 @@
 """AssemblyAI Universal Streaming v3: a pure codec, both directions, no I/O.
 
-The client uses `connect_url`, `auth_headers`, `encode_client` and `decode_server`; the
-fake and embedded servers use `parse_query`, `decode_client` and `encode_server`. Field
+The client uses `connect_url`, `credentials`, `check_update`, `updated`, `encode_client`
+and `decode_server`; the fake and embedded servers use `parse_query`, `decode_client`
+and `encode_server`. Field
 names and types follow ../shared/PROTOCOL.md (the official SDK's models). Decoders
 raise `ProtocolError` and nothing else, whatever the input.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Mapping
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -37,6 +39,9 @@ from .messages import (
 NAME = "v3"
 PATH = "/v3/ws"
 DEFAULT_URL = "wss://streaming.assemblyai.com/v3/ws"
+# The service's documented turn silences, when a client sets none.
+MIN_TURN_SILENCE_MS = 400
+MAX_TURN_SILENCE_MS = 1280
 ENCODINGS = ("pcm_s16le",)  # the only encoding captioner sends and its servers decode
 ALL_ENCODINGS = ("pcm_s16le", "pcm_mulaw", "opus", "ogg_opus", "aac")
 
@@ -118,6 +123,43 @@ def _query_values(params: SessionParams) -> dict[str, str]:
 def auth_headers(credential: str | None) -> dict[str, str]:
     """The handshake headers: the raw key or temporary token, no `Bearer`."""
     return {"Authorization": credential} if credential else {}
+
+
+def credentials(credential: str | None, is_token: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """Where the key or a temporary token goes: (handshake headers, query parameters).
+    v3 sends both in the Authorization header."""
+    return auth_headers(credential), {}
+
+
+# The old name of min_turn_silence, still accepted by the service.
+_ALIASES = {"min_end_of_turn_silence_when_confident": "min_turn_silence"}
+
+
+def check_update(settings: Mapping[str, Any]) -> None:
+    """Refuse (ValueError) what the service would refuse in an UpdateConfiguration."""
+    for key, value in settings.items():
+        expected = UPDATABLE.get(key)
+        if expected is None:
+            raise ValueError(f"{key} cannot be changed during a session; these can: {sorted(UPDATABLE)}")
+        if not value_fits(expected, value):
+            raise ValueError(f"{key} must be {expected.__name__}, not {value!r}")
+
+
+def updated(params: SessionParams, settings: Mapping[str, Any]) -> SessionParams:
+    """The session settings after a live UpdateConfiguration: what a reconnect asks for again."""
+    fields: dict[str, Any] = {}
+    extra = dict(params.extra)
+    for key, value in settings.items():
+        key = _ALIASES.get(key, key)
+        if key not in UPDATABLE:
+            continue
+        if key in ("min_turn_silence", "max_turn_silence", "format_turns"):
+            fields[key] = value
+        elif key == "keyterms_prompt":
+            fields[key] = tuple(value)
+        else:
+            extra[key] = value
+    return replace(params, **fields, extra=extra)
 
 
 def encode_client(message: ClientMessage) -> bytes | str:

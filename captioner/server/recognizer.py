@@ -3,7 +3,7 @@
 A plugin implements `register_recognizers(register)` and calls
 `register(name, factory, description)`. When a server starts with `--recognizer NAME`,
 `factory(config)` loads the model once and returns a `Recognizer`. The server cuts the
-audio into turns itself (captioner.recognizers.endpointing) and asks the recognizer
+audio into turns itself (captioner.server.endpointing) and asks the recognizer
 only to transcribe finished stretches of audio, from worker threads, each with its own
 `Decoder`. So a recognizer need not stream: Whisper-like models work as they are; one
 that can stream may implement `transcribe_partial` (see `Decoder`).
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
-import pluggy
 
 from ..errors import UsageError
-from ..plugins.manager import Registration, collect_registrations
+from ..plugins.hooks import PluginHooks, Registration
 
 SAMPLE_RATE = 16000  # what every recognizer here is fed
+DEFAULT_RECOGNIZER = "moonshine"
 
 
 class RecognizerUnavailable(UsageError):
@@ -66,12 +66,12 @@ class Recognizer(Protocol):
 RecognizerFactory = Callable[[object], Recognizer]
 
 
-def registered_recognizers(pm: pluggy.PluginManager) -> dict[str, Registration]:
-    return collect_registrations(pm, "register_recognizers", "recognizer")
+def registered_recognizers(hooks: PluginHooks) -> dict[str, Registration]:
+    return hooks.registrations("register_recognizers", "recognizer")
 
 
-def load_recognizer(pm: pluggy.PluginManager, name: str, config: object) -> Recognizer:
-    entries = registered_recognizers(pm)
+def load_recognizer(hooks: PluginHooks, name: str, config: object) -> Recognizer:
+    entries = registered_recognizers(hooks)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
         raise UsageError(f"unknown recognizer {name!r}; installed: {known}")

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
 from typing import Callable, Protocol
@@ -28,6 +27,7 @@ from ..protocol import CODECS, v3
 from ..protocol.messages import (
     Audio,
     Begin,
+    ClientMessage,
     ForceEndpoint,
     ServerMessage,
     SessionParams,
@@ -84,46 +84,6 @@ class ServerLimits:
     max_control_per_second: int | None = 50  # JSON messages (not audio): 1008 beyond
 
 
-@dataclass(frozen=True)
-class Frame:
-    direction: str  # "in" (client to server) or "out"
-    data: str | bytes
-    audio_ms: float  # received audio when it crossed the wire
-    at: float = field(default_factory=time.monotonic)  # system-wide monotonic clock, for benchmarks
-
-
-@dataclass
-class ConnectionRecord:
-    """What one client connection did; frames and audio are kept only when recording."""
-
-    path: str
-    query: str
-    headers: dict[str, str]
-    params: SessionParams | None = None
-    frames: list[Frame] = field(default_factory=list)
-    audio: bytearray = field(default_factory=bytearray)
-    audio_bytes: int = 0
-    close_code: int | None = None
-    close_reason: str = ""
-    session_id: str = ""
-    finished: threading.Event = field(default_factory=threading.Event)
-
-    def received(self, kind: type | None = None) -> list[str | bytes]:
-        """Frames from the client: all, or only text (`str`) or binary (`bytes`)."""
-        return [f.data for f in self.frames if f.direction == "in" and (kind is None or isinstance(f.data, kind))]
-
-    def sent_messages(self) -> list[dict]:
-        """The JSON messages the server sent, decoded (malformed ones skipped)."""
-        messages = []
-        for frame in self.frames:
-            if frame.direction == "out" and isinstance(frame.data, str):
-                try:
-                    messages.append(json.loads(frame.data))
-                except ValueError:
-                    pass
-        return messages
-
-
 class StreamingServer:
     def __init__(
         self,
@@ -132,19 +92,12 @@ class StreamingServer:
         host: str = "127.0.0.1",
         port: int = 0,
         api_key: str | None = None,
-        reject_with: str = "close",  # how a wrong key is refused: "close" (4001) or "http" (401)
         limits: ServerLimits = ServerLimits(),
-        record: bool = False,
-        reply_delay_ms: float = 0,
     ):
         self.transcribers = transcribers
         self.host, self.port = host, port
         self.api_key = api_key
-        self.reject_with = reject_with
         self.limits = limits
-        self.record = record
-        self.reply_delay = reply_delay_ms / 1000
-        self.connections: list[ConnectionRecord] = []  # only when recording
         self.tokens: dict[str, float] = {}  # temporary token -> expiry (unix seconds)
         self.active_sessions = 0
         self._server: Server | None = None
@@ -203,8 +156,6 @@ class StreamingServer:
         if parts.path not in CODECS_BY_PATH:
             paths = " or ".join(CODECS_BY_PATH)
             return connection.respond(HTTPStatus.NOT_FOUND, f"no endpoint here; use {paths}\n")
-        if self.reject_with == "http" and not self.authorised(request.headers, parts.query):
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
         return None
 
     def _token(self, connection: ServerConnection, request, query: str):
@@ -222,119 +173,132 @@ class StreamingServer:
         self.tokens[token] = time.time() + seconds
         return _json_response(connection, HTTPStatus.OK, {"token": token})
 
-    def conversation(self, websocket: ServerConnection, record: ConnectionRecord, index: int) -> Conversation:
-        return Conversation(self, websocket, record)
+    def conversation(self, websocket: ServerConnection) -> Conversation:
+        """What handles one connection (the fake server's records and misbehaves)."""
+        return Conversation(self, websocket)
 
     async def _handle(self, websocket: ServerConnection) -> None:
-        parts = urlsplit(websocket.request.path)
-        record = ConnectionRecord(parts.path, parts.query, dict(websocket.request.headers.raw_items()))
-        index = len(self.connections)
-        if self.record:
-            self.connections.append(record)
-        try:
-            await self.conversation(websocket, record, index).run()
-        finally:
-            record.close_code = websocket.close_code
-            record.close_reason = websocket.close_reason or ""
-            record.finished.set()
+        await self.conversation(websocket).run()
 
 
 class Conversation:
-    """One connection: read client frames, answer through an outbox that can lag."""
+    """One connection: check it, begin a session, read client frames, answer through an
+    outbox (so a slow client never holds up the transcriber), end with Termination."""
 
-    def __init__(self, server: StreamingServer, websocket: ServerConnection, record: ConnectionRecord):
-        self.codec = CODECS_BY_PATH[record.path]
+    def __init__(self, server: StreamingServer, websocket: ServerConnection):
+        parts = urlsplit(websocket.request.path)
+        self.path, self.query = parts.path, parts.query
+        self.codec = CODECS_BY_PATH[self.path]
         self.server = server
         self.websocket = websocket
-        self.record = record
-        self.keep = server.record
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.opened = time.monotonic()
-        self.audio_ms = 0.0
+        self.audio_bytes = 0
         self.params: SessionParams | None = None
+        self.session_id = ""
         self._window_start = time.monotonic()
         self._window_count = 0
 
+    @property
+    def audio_ms(self) -> float:
+        return self.audio_bytes / 2 / self.params.sample_rate * 1000 if self.params else 0.0
+
     async def run(self) -> None:
-        websocket, server = self.websocket, self.server
-        if not server.authorised(websocket.request.headers, self.record.query):
-            await self.close(4001, "Not Authorized")
+        idle_timeout = await self.accept()
+        if self.params is None:
             return
-        try:
-            params = self.codec.parse_query(self.record.query)
-            idle_timeout = _inactivity_timeout(params, server.limits.idle_timeout)
-        except v3.SessionRejected as rejected:
-            await self.close(rejected.code, rejected.reason)
-            return
-        if params.encoding not in v3.ENCODINGS:
-            await self.close(3006, f"Input validation error: this server decodes only {', '.join(v3.ENCODINGS)}")
-            return
-        if server.limits.max_sessions is not None and server.active_sessions >= server.limits.max_sessions:
-            await self.close(3009, "Too many concurrent sessions")
-            return
-        self.record.params = self.params = params
+        server = self.server
         server.active_sessions += 1
         writer = asyncio.create_task(self._write())
-        transcriber = server.transcribers(params, self.send)
+        transcriber = server.transcribers(self.params, self.send)
         try:
-            self.record.session_id = str(uuid.uuid4())
-            expires = datetime.now(timezone.utc) + timedelta(seconds=server.limits.max_session_seconds or 3 * 3600)
-            if await self.before_begin():
-                return
-            self.send(Begin(self.record.session_id, expires))
-            if await self.after_audio():
-                return
-            while True:
-                try:
-                    frame = await asyncio.wait_for(websocket.recv(), idle_timeout)
-                except TimeoutError:
-                    await self.close(4031, "Session idle for too long")
-                    return
-                if self.keep:
-                    self.record.frames.append(Frame("in", frame, self.audio_ms))
-                try:
-                    message = self.codec.decode_client(frame)
-                except v3.InvalidClientMessage as invalid:
-                    await self.close(invalid.code, invalid.reason)
-                    return
-                if not isinstance(message, Audio) and self._too_many_controls():
-                    await self.close(1008, "Too many messages: at most "
-                                     f"{server.limits.max_control_per_second} JSON messages a second")
-                    return
-                if isinstance(message, Audio):
-                    problem = self._check_audio(message.pcm)
-                    if problem:
-                        await self.close(*problem)
-                        return
-                    self.record.audio_bytes += len(message.pcm)
-                    if self.keep:
-                        self.record.audio += message.pcm
-                    self.audio_ms = self.record.audio_bytes / 2 / params.sample_rate * 1000
-                    await transcriber.accept(message.pcm)
-                    if await self.after_audio():
-                        return
-                elif isinstance(message, ForceEndpoint):
-                    await transcriber.force_endpoint()
-                elif isinstance(message, UpdateConfiguration):
-                    await transcriber.update(message.params)
-                elif isinstance(message, Terminate):
-                    if await self.on_terminate():
-                        return
-                    await transcriber.finish()
-                    self.send(
-                        Termination(
-                            audio_duration_seconds=int(self.audio_ms // 1000),
-                            session_duration_seconds=int(time.monotonic() - self.opened),
-                        )
-                    )
-                    await self.close(1000)
-                    return
+            if await self.begin():
+                await self.serve(transcriber, idle_timeout)
         except ConnectionClosed:
             pass
         finally:
             server.active_sessions -= 1
             await transcriber.close()
             writer.cancel()
+
+    async def accept(self) -> float | None:
+        """Check the key, the query and the limits; set `params`, or close with the
+        service's code. Returns the idle timeout for this session."""
+        server = self.server
+        if not server.authorised(self.websocket.request.headers, self.query):
+            await self.close(4001, "Not Authorized")
+            return None
+        try:
+            params = self.codec.parse_query(self.query)
+            idle_timeout = _inactivity_timeout(params, server.limits.idle_timeout)
+        except v3.SessionRejected as rejected:
+            await self.close(rejected.code, rejected.reason)
+            return None
+        if params.encoding not in v3.ENCODINGS:
+            await self.close(3006, f"Input validation error: this server decodes only {', '.join(v3.ENCODINGS)}")
+            return None
+        if server.limits.max_sessions is not None and server.active_sessions >= server.limits.max_sessions:
+            await self.close(3009, "Too many concurrent sessions")
+            return None
+        self.params = params
+        return idle_timeout
+
+    async def begin(self) -> bool:
+        """Send Begin; False ends the conversation (a subclass that misbehaves)."""
+        self.session_id = str(uuid.uuid4())
+        expires = datetime.now(timezone.utc) + timedelta(seconds=self.server.limits.max_session_seconds or 3 * 3600)
+        self.send(Begin(self.session_id, expires))
+        return True
+
+    async def serve(self, transcriber: Transcriber, idle_timeout: float | None) -> None:
+        """The message loop, until Terminate, a limit, or the client goes."""
+        while True:
+            try:
+                frame = await asyncio.wait_for(self.receive(), idle_timeout)
+            except TimeoutError:
+                await self.close(4031, "Session idle for too long")
+                return
+            try:
+                message = self.codec.decode_client(frame)
+            except v3.InvalidClientMessage as invalid:
+                await self.close(invalid.code, invalid.reason)
+                return
+            if not await self.handle(message, transcriber):
+                return
+
+    async def receive(self) -> str | bytes:
+        return await self.websocket.recv()
+
+    async def handle(self, message: ClientMessage, transcriber: Transcriber) -> bool:
+        """Act on one client message; False when the conversation is over."""
+        if not isinstance(message, Audio) and self._too_many_controls():
+            await self.close(1008, "Too many messages: at most "
+                             f"{self.server.limits.max_control_per_second} JSON messages a second")
+            return False
+        if isinstance(message, Audio):
+            problem = self._check_audio(message.pcm)
+            if problem:
+                await self.close(*problem)
+                return False
+            self.audio_bytes += len(message.pcm)
+            await transcriber.accept(message.pcm)
+        elif isinstance(message, ForceEndpoint):
+            await transcriber.force_endpoint()
+        elif isinstance(message, UpdateConfiguration):
+            await transcriber.update(message.params)
+        elif isinstance(message, Terminate):
+            await self.terminate(transcriber)
+            return False
+        return True
+
+    async def terminate(self, transcriber: Transcriber) -> None:
+        """The client is done: every remaining turn, then Termination, then close."""
+        await transcriber.finish()
+        self.send(Termination(
+            audio_duration_seconds=int(self.audio_ms // 1000),
+            session_duration_seconds=int(time.monotonic() - self.opened),
+        ))
+        await self.close(1000)
 
     def _too_many_controls(self) -> bool:
         """A client flooding control messages (a bug or an attack) is cut off; audio (v2
@@ -362,37 +326,27 @@ class Conversation:
             return 3008, "Maximum session duration exceeded"
         return None
 
-    async def before_begin(self) -> bool:
-        """Called before Begin is sent; True ends the conversation (fault injection)."""
-        return False
-
-    async def after_audio(self) -> bool:
-        """Called after Begin and after each audio frame; True ends the conversation."""
-        return False
-
-    async def on_terminate(self) -> bool:
-        """Called when Terminate arrives, before the flush; True ends the conversation."""
-        return False
-
     def send(self, *messages: ServerMessage | str | bytes) -> None:
-        due = time.monotonic() + self.server.reply_delay
+        """Queue messages (or raw frames) for the client, in order."""
         for message in messages:
             frames = message if isinstance(message, (str, bytes)) else self.codec.encode_server(message)
             for frame in [frames] if isinstance(frames, (str, bytes)) else frames:
-                self.outbox.put_nowait((due, frame))
+                self.enqueue(frame)
+
+    def enqueue(self, frame: str | bytes) -> None:
+        self.outbox.put_nowait(frame)
+
+    async def transmit(self, item) -> None:
+        """Send one outbox item (a frame) to the client."""
+        await self.websocket.send(item)
 
     async def _write(self) -> None:
         closed = False
         while True:
-            due, frame = await self.outbox.get()
+            frame = await self.outbox.get()
             try:
                 if not closed:  # once closed, the rest is discarded so drain() returns
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    if self.keep:
-                        self.record.frames.append(Frame("out", frame, self.audio_ms))
-                    await self.websocket.send(frame)
+                    await self.transmit(frame)
             except ConnectionClosed:
                 closed = True
             finally:
@@ -411,9 +365,8 @@ class Conversation:
         await self.drain()
         closing = asyncio.create_task(self.websocket.close(code, reason))
         try:
-            async for frame in self.websocket:
-                if self.keep:
-                    self.record.frames.append(Frame("in", frame, self.audio_ms))
+            while True:
+                await self.receive()
         except ConnectionClosed:
             pass
         await closing
@@ -430,27 +383,3 @@ def _inactivity_timeout(params: SessionParams, default: float | None) -> float |
     if not 5 <= seconds <= 3600:
         raise v3.SessionRejected(3006, "Input validation error: inactivity_timeout must be 5 to 3600 seconds")
     return seconds
-
-
-class ServerThread:
-    """A server on its own event loop in a daemon thread, for synchronous callers:
-
-    with ServerThread(FakeStreamingServer(script)) as server:
-        subprocess.run(["captioner", "replay", wav, "--url", server.url])
-    """
-
-    def __init__(self, server: StreamingServer):
-        self.server = server
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="captioner-server", daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=30)
-        return self.server
-
-    def __exit__(self, *exc_info: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()

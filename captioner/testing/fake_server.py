@@ -17,19 +17,66 @@ commands under test in a subprocess.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Iterable
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from ..protocol import closecodes
-from ..protocol.messages import SessionParams
-from ..server.streaming import Conversation, ConnectionRecord, Emit, Frame, ServerLimits, ServerThread, StreamingServer
+from ..protocol.messages import Audio, ClientMessage, SessionParams, Terminate
+from ..server.streaming import Conversation, Emit, ServerLimits, StreamingServer, Transcriber
 from .player import ScriptPlayer
 from .script import TranscriptScript
+from .thread import ServerThread
 
 __all__ = ["ANY", "ConnectionRecord", "FakeServerThread", "FakeStreamingServer", "Fault", "Frame", "close_at",
            "drop_at", "malformed_at"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    direction: str  # "in" (client to server) or "out"
+    data: str | bytes
+    audio_ms: float  # received audio when it crossed the wire
+    at: float = field(default_factory=time.monotonic)  # system-wide monotonic clock, for benchmarks
+
+
+@dataclass
+class ConnectionRecord:
+    """What one client connection did: every frame both ways, and the audio received."""
+
+    path: str
+    query: str
+    headers: dict[str, str]
+    params: SessionParams | None = None
+    frames: list[Frame] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+    audio_bytes: int = 0
+    close_code: int | None = None
+    close_reason: str = ""
+    session_id: str = ""
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def received(self, kind: type | None = None) -> list[str | bytes]:
+        """Frames from the client: all, or only text (`str`) or binary (`bytes`)."""
+        return [f.data for f in self.frames if f.direction == "in" and (kind is None or isinstance(f.data, kind))]
+
+    def sent_messages(self) -> list[dict]:
+        """The JSON messages the server sent, decoded (malformed ones skipped)."""
+        messages = []
+        for frame in self.frames:
+            if frame.direction == "out" and isinstance(frame.data, str):
+                try:
+                    messages.append(json.loads(frame.data))
+                except ValueError:
+                    pass
+        return messages
 
 
 @dataclass(frozen=True)
@@ -141,7 +188,8 @@ class ScriptTranscriber:
 
 
 class FakeStreamingServer(StreamingServer):
-    """The v3 server of `captioner.server`, telling a transcript script, recording everything."""
+    """The production v3 server, telling a transcript script, recording every connection,
+    and going wrong on request: faults, slow replies, a key refused over HTTP."""
 
     def __init__(
         self,
@@ -156,22 +204,33 @@ class FakeStreamingServer(StreamingServer):
         limits: ServerLimits = ServerLimits(),
         reference: bytes | None = None,
     ):
-        """`reference`: the scripted WAV's 16 kHz PCM, to place resent audio (see ScriptTranscriber)."""
+        """`reference`: the scripted WAV's 16 kHz PCM, to place resent audio (see
+        ScriptTranscriber). `reject_with`: how a wrong key is refused, "close" (4001) or
+        "http" (401), as the service does either."""
         super().__init__(
             lambda params, emit: ScriptTranscriber(script, params, emit, reference),
             host=host,
             port=port,
             api_key=api_key,
-            reject_with=reject_with,
             limits=limits,
-            record=True,
-            reply_delay_ms=reply_delay_ms,
         )
         self.script = script
         self.faults = list(faults)
+        self.reply_delay = reply_delay_ms / 1000
+        self.reject_with = reject_with
+        self.connections: list[ConnectionRecord] = []
 
-    def conversation(self, websocket, record: ConnectionRecord, index: int) -> Conversation:
-        return _FaultyConversation(self, websocket, record, index)
+    def _check_request(self, connection, request):
+        refused = super()._check_request(connection, request)
+        if refused is None and self.reject_with == "http":
+            parts = urlsplit(request.path)
+            if not self.authorised(request.headers, parts.query):
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+        return refused
+
+    def conversation(self, websocket) -> Conversation:
+        """The handler of one connection; a subclass may wrap it (to hold a session, say)."""
+        return RecordedConversation(self, websocket, len(self.connections))
 
     def take_faults(self, index: int, when: str, audio_ms: float = 0) -> list[Fault]:
         """The faults due now on connection `index`; each fires once."""
@@ -185,10 +244,62 @@ class FakeStreamingServer(StreamingServer):
         return due
 
 
-class _FaultyConversation(Conversation):
-    def __init__(self, server, websocket, record, index: int):
-        super().__init__(server, websocket, record)
+class RecordedConversation(Conversation):
+    """A production conversation that records every frame and fires the server's faults."""
+
+    def __init__(self, server: FakeStreamingServer, websocket, index: int):
+        super().__init__(server, websocket)
+        self.fake = server
         self.index = index
+        self.record = ConnectionRecord(self.path, self.query, dict(websocket.request.headers.raw_items()))
+        server.connections.append(self.record)
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            self.record.close_code = self.websocket.close_code
+            self.record.close_reason = self.websocket.close_reason or ""
+            self.record.finished.set()
+
+    async def accept(self) -> float | None:
+        idle_timeout = await super().accept()
+        self.record.params = self.params
+        return idle_timeout
+
+    async def begin(self) -> bool:
+        if await self._fire(self.fake.take_faults(self.index, "connect")):
+            return False
+        await super().begin()
+        self.record.session_id = self.session_id
+        return not await self._fire(self.fake.take_faults(self.index, "audio", self.audio_ms))
+
+    async def receive(self) -> str | bytes:
+        frame = await super().receive()
+        self.record.frames.append(Frame("in", frame, self.audio_ms))
+        return frame
+
+    async def handle(self, message: ClientMessage, transcriber: Transcriber) -> bool:
+        if isinstance(message, Terminate) and await self._fire(self.fake.take_faults(self.index, "terminate")):
+            return False
+        go_on = await super().handle(message, transcriber)
+        if isinstance(message, Audio) and go_on:
+            self.record.audio += message.pcm
+            self.record.audio_bytes = self.audio_bytes
+            return not await self._fire(self.fake.take_faults(self.index, "audio", self.audio_ms))
+        return go_on
+
+    def enqueue(self, frame) -> None:
+        # Replies lag by the server's reply delay, in order.
+        super().enqueue((time.monotonic() + self.fake.reply_delay, frame))
+
+    async def transmit(self, item) -> None:
+        due, frame = item
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.record.frames.append(Frame("out", frame, self.audio_ms))
+        await super().transmit(frame)
 
     async def _fire(self, faults: list[Fault]) -> bool:
         """Fire `faults`; True when the connection is gone."""
@@ -204,15 +315,6 @@ class _FaultyConversation(Conversation):
             else:
                 raise ValueError(f"unknown fault action {fault.action!r}")
         return False
-
-    async def before_begin(self) -> bool:
-        return await self._fire(self.server.take_faults(self.index, "connect"))
-
-    async def after_audio(self) -> bool:
-        return await self._fire(self.server.take_faults(self.index, "audio", self.audio_ms))
-
-    async def on_terminate(self) -> bool:
-        return await self._fire(self.server.take_faults(self.index, "terminate"))
 
 
 # Runs any StreamingServer (the fake one included) in a background thread.

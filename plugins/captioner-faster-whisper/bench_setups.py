@@ -65,7 +65,7 @@ def default_model() -> str:
 
 
 def recognizer(model: str, workers: int, threads: int, beam: int = 1):
-    from captioner.settings import Config
+    from captioner import Config
     from captioner_faster_whisper.recognizer import WhisperRecognizer
 
     options = {"whisper_model": model, "decode_workers": workers, "whisper_threads": threads, "whisper_beam_size": beam}

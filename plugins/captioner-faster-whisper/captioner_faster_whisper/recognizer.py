@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from captioner.server.embedded import default_decode_workers
-from captioner.server.recognizer import SAMPLE_RATE, RecognizedWord, RecognizerUnavailable, Transcription
+from captioner import SAMPLE_RATE, RecognizedWord, RecognizerUnavailable, Transcription, default_decode_workers
 
 NAME = "faster-whisper"
 INSTALL_HINT = "pip install faster-whisper"
@@ -62,7 +61,7 @@ class WhisperRecognizer:
         if compute_type not in supported:
             can = ", ".join(sorted(supported))
             raise RecognizerUnavailable(f"--whisper-compute-type {compute_type}: not supported on {device} here; choose one of {can}")
-        # One replica per decode worker, as captioner.embedded.DecodePool sizes its pool,
+        # One replica per decode worker, as captioner's decoding pool sizes itself,
         # and by default no more threads in all than cores: oversubscribed, CTranslate2's
         # threads slow each other down (measured: final delays up to 6 s instead of 3).
         workers = int(option("decode_workers") or default_decode_workers())

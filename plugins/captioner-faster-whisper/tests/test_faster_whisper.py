@@ -21,8 +21,8 @@ import soundfile
 from num2words import num2words
 
 from captioner.server.embedded import EmbeddedServer
-from captioner.server.streaming import ServerLimits, ServerThread
-from captioner.settings import Config, Settings
+from captioner.testing import ServerLimits, ServerThread
+from captioner import Config, SessionParams, Settings
 from captioner.testing import replay as replay_once
 from captioner_faster_whisper.recognizer import MIN_TOKENS, TOKENS_PER_SECOND, WhisperRecognizer
 
@@ -116,7 +116,7 @@ def test_single_sentences(server, replay, clip):
 
 
 def test_formatted_finals_keep_whispers_punctuation(server, replay):
-    result = replay(fixture("hello.wav"), server=server, settings=Settings(format_turns=True, sample_rate=8000))
+    result = replay(fixture("hello.wav"), server=server, settings=Settings(session=SessionParams(format_turns=True, sample_rate=8000)))
     (final,) = result.finals
     assert final.is_formatted and final.text.startswith("Hello,") and final.text.endswith(".")
     assert [w.text for w in final.words][:2] == ["Hello,", "this"]

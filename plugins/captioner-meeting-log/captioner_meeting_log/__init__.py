@@ -131,6 +131,6 @@ class MeetingLog:
         })
 
     @hookimpl
-    def on_session_end(self, summary):
+    def on_meeting_end(self, summary):
         self.file.close()
         markdown_path(self.path).write_text(render_markdown(read_log(self.path)), encoding="utf-8")

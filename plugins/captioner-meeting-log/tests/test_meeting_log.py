@@ -11,7 +11,7 @@ import pytest
 
 import captioner_meeting_log
 from captioner import UsageError
-from captioner.settings import Settings
+from captioner import SessionParams, Settings
 from captioner.testing import TranscriptScript
 from captioner_meeting_log import MeetingLog
 from captioner_meeting_log.render import read_log, render_markdown
@@ -27,7 +27,7 @@ def entries(path: Path) -> list[dict]:
 def test_one_line_per_final_then_markdown(tmp_path, replay):
     log = tmp_path / "meeting.jsonl"
     result = replay(FIXTURES / "meeting.wav", plugins=[captioner_meeting_log], options={"log": str(log)},
-                    settings=Settings(speaker_labels=True))
+                    settings=Settings(session=SessionParams(speaker_labels=True)))
     assert result.error is None
     lines = entries(log)
     assert lines[0]["type"] == "session" and lines[0]["session_id"] == result.server.connections[0].session_id

@@ -20,9 +20,9 @@ from __future__ import annotations
 import os
 import sys
 
-from captioner import UsageError, hookimpl
+from captioner import UsageError, hookimpl, is_loopback_host
 
-from .server import OverlayServer, OverlayThread, bracketed, is_loopback
+from .server import OverlayServer, OverlayThread, bracketed
 
 __all__ = ["Overlay", "OverlayServer", "parse_address"]
 
@@ -49,12 +49,12 @@ def configure(config):
         return
     host, port = parse_address(str(spec))
     token = os.environ.get(TOKEN_VARIABLE) or None
-    if token is None and not is_loopback(host):
+    if token is None and not is_loopback_host(host):
         raise UsageError(
             f"--overlay {spec}: {host} is reachable from other machines: set {TOKEN_VARIABLE}, "
             "which viewers then pass as ?token="
         )
-    events = config.events
+    events = config.meeting
     server = OverlayServer(
         host, port, token=token,
         report=(lambda message: events.error(message, plugin="overlay")) if events is not None else None,
@@ -123,8 +123,8 @@ class Overlay:
         self.thread.publish("on_error", error)
 
     @hookimpl
-    def on_session_end(self, summary):  # plain: it blocks in stop(), so on its worker thread
-        self.thread.publish("on_session_end", summary)
+    def on_meeting_end(self, summary):  # plain: it blocks in stop(), so on its worker thread
+        self.thread.publish("on_meeting_end", summary)
         # Viewers get the last captions and "ended"; a viewer that cannot take them
         # within FINISH_SECONDS is cut off, well within the dispatcher's 10 s for plugins.
         self.thread.stop(FINISH_SECONDS)

@@ -21,7 +21,7 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 
-from captioner.events import CaptionError, Session, SessionSummary, Translation, Turn
+from captioner import CaptionError, MeetingSummary, Session, Translation, Turn
 
 HISTORY_FINALS = 50  # what a (re)connecting viewer gets; the page shows at most this many
 
@@ -82,7 +82,7 @@ class CaptionBoard:
             return self._set_state("reconnecting", error.message)
         return None  # a plugin's or the audio's problem: the captions go on
 
-    def on_session_end(self, summary: SessionSummary) -> dict:
+    def on_meeting_end(self, summary: MeetingSummary) -> dict:
         return self._set_state("ended", self._fatal)
 
     def _set_state(self, state: str, detail: str = "") -> dict:

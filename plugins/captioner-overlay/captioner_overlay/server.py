@@ -34,7 +34,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from captioner.urls import is_local
+from captioner import is_loopback_host
 
 from .captions import HISTORY_FINALS, CaptionBoard, encode
 
@@ -55,10 +55,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'"
 )
-
-
-def is_loopback(host: str) -> bool:
-    return is_local(f"http://{bracketed(host)}:0/")
 
 
 def bracketed(host: str) -> str:
@@ -209,7 +205,7 @@ class OverlayServer:
             host = urlsplit(f"//{host_header}").hostname or ""
         except ValueError:
             return False
-        return host == self.host.lower() or is_loopback(host)
+        return host == self.host.lower() or is_loopback_host(host)
 
     # --- WebSocket ------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import soundfile
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from captioner.events import CaptionError, Session, SessionSummary, Translation, Turn
+from captioner.events import CaptionError, Session, MeetingSummary, Translation, Turn
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript, drop_at
 from captioner_overlay import parse_address
 from captioner_overlay.captions import HISTORY_FINALS, CaptionBoard
@@ -92,8 +92,8 @@ class GatedFakeServer(FakeStreamingServer):
         super().__init__(script, **options)
         self.gate = threading.Event()
 
-    def conversation(self, websocket, record, index):
-        conversation = super().conversation(websocket, record, index)
+    def conversation(self, websocket):
+        conversation = super().conversation(websocket)
         run = conversation.run
 
         async def gated_run():
@@ -613,7 +613,7 @@ def test_the_board_tells_the_session_state():
         "type": "state", "state": "reconnecting", "detail": "dropped"}
     assert board.on_session_begin(session)["state"] == "live"
     assert board.on_error(CaptionError("auth", "key refused", fatal=True)) is None
-    ended = board.on_session_end(SessionSummary((), 1.0, 0, 0))
+    ended = board.on_meeting_end(MeetingSummary((), 1.0, 0, 0))
     assert ended == {"type": "state", "state": "ended", "detail": "key refused"}
     assert board.snapshot()["state"] == ended
 

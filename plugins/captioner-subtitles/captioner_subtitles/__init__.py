@@ -158,6 +158,6 @@ class SubtitleWriter:
                 self.translated[key].write(cue)
 
     @hookimpl
-    def on_session_end(self, summary):
+    def on_meeting_end(self, summary):
         for track in [*self.tracks.values(), *self.translated.values()]:
             track.close()

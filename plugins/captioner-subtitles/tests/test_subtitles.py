@@ -10,7 +10,7 @@ import srt
 import webvtt
 
 from captioner import UsageError
-from captioner.settings import Settings
+from captioner import SessionParams, Settings
 from captioner.testing import TranscriptScript
 from captioner_subtitles import SubtitleWriter
 from captioner_subtitles.cues import Cue, CueRules, distribute, split_cues, wrap
@@ -75,7 +75,7 @@ def test_replay_writes_files_that_parse_and_hold_every_final_once(tmp_path, repl
                "subtitle_max_lines": 2, "subtitle_max_seconds": 7.0, "subtitle_speakers": True}
     import captioner_subtitles
 
-    settings = Settings(format_turns=True, speaker_labels=True)  # the server sends each final twice
+    settings = Settings(session=SessionParams(format_turns=True, speaker_labels=True))  # the server sends each final twice
     result = replay(FIXTURES / "meeting.wav", plugins=[captioner_subtitles], options=options, settings=settings)
     assert result.error is None
     raw = (tmp_path / "m.srt").read_bytes()

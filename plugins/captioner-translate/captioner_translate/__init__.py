@@ -18,14 +18,19 @@ from __future__ import annotations
 import asyncio
 import time
 
-from captioner import UsageError, hookimpl
-from captioner.events import Translation
-from captioner.plugins.manager import collect_registrations
+from captioner import Translation, UsageError, collect_registrations, hookimpl
+
+from . import hookspecs
 
 from .backends import Apertium, Argos, LibreTranslate, TranslationFailed
 
 FAILURES_BEFORE_REST = 3
 REST_SECONDS = 30.0
+
+
+@hookimpl
+def add_hookspecs(plugin_manager):
+    plugin_manager.add_hookspecs(hookspecs)
 
 
 @hookimpl
@@ -67,7 +72,7 @@ def configure(config):
         if missing:
             can = ", ".join(sorted(available)) or "none"
             raise UsageError(f"--translate {','.join(missing)}: {name} cannot translate {source} into that; it can into: {can}")
-    translator = Translator(backend, languages, source, float(config.option("translate_timeout", 5.0)), config.events)
+    translator = Translator(backend, languages, source, float(config.option("translate_timeout", 5.0)), config.meeting)
     config.plugin_manager.register(translator, name="translator")
 
 
@@ -110,5 +115,5 @@ class Translator:
             self.events.error(message, plugin="translate")
 
     @hookimpl
-    async def on_session_end(self, summary):
+    async def on_meeting_end(self, summary):
         await self.backend.close()

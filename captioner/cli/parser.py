@@ -1,0 +1,363 @@
+"""The `captioner` command line: every command's options, plugins' options included.
+
+Plugins can add options to the captioning commands, so plugins are loaded before the
+full parser is built (see captioner.cli.commands). The session's own options are one
+table (`SESSION_OPTIONS`): adding a session setting is a line there and a field of
+`SessionParams`, which the codecs put on the wire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+from .. import __version__
+from ..audio.pcm import DEFAULT_CHUNK_MS
+from ..plugins.hooks import PluginHooks
+from ..protocol import CODECS, v3
+from ..protocol.messages import DEFAULT_SAMPLE_RATE, SessionParams
+from ..server.recognizer import DEFAULT_RECOGNIZER, registered_recognizers
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line, like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ---------------------------------------------------------------- argument types
+
+
+def _whole_number(minimum: int, condition: str):
+    """An argparse type: a whole number of at least `minimum`, else one line saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {condition}: {text}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole_number(1, "positive")
+_non_negative_int = _whole_number(0, "0 or more")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _sample_rate(text: str) -> int:
+    value = _positive_int(text)
+    if not 8000 <= value <= 48000:
+        raise argparse.ArgumentTypeError("the service takes 8000 to 48000 Hz")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0 to 65535): {text}")
+    return value
+
+
+def _chunk_ms(text: str) -> int:
+    value = _positive_int(text)
+    if not 50 <= value <= 1000:
+        raise argparse.ArgumentTypeError("the service takes chunks of 50 to 1000 ms")
+    return value
+
+
+# Options whose value is an opaque string that may begin with "-" (a temporary
+# token is random URL-safe text): argparse would take "--token -x" for two
+# options, so the value is attached ("--token=-x") before parsing.
+OPAQUE_VALUE_OPTIONS = ("--token",)
+
+
+def attach_opaque_values(argv: list[str]) -> list[str]:
+    attached: list[str] = []
+    arguments = iter(argv)
+    for argument in arguments:
+        if argument == "--":
+            attached.append(argument)
+            attached.extend(arguments)
+        elif argument in OPAQUE_VALUE_OPTIONS:
+            value = next(arguments, None)
+            if value is None or value.startswith("--"):  # forgotten: "--token --fast" stays an error
+                attached += [argument] if value is None else [argument, value]
+            else:
+                attached.append(f"{argument}={value}")
+        else:
+            attached.append(argument)
+    return attached
+
+
+def plugin_selection_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = Parser(add_help=add_help)
+    parser.add_argument(
+        "-p", dest="plugins", action="append", metavar="MODULE",
+        help="load a plugin module (importable name or path to a .py file); repeatable",
+    )
+    parser.add_argument(
+        "--disable-plugin", dest="disabled", action="append", metavar="NAME",
+        help="do not load the plugin NAME (see 'captioner plugins --all'); repeatable",
+    )
+    parser.add_argument(
+        "--config", metavar="PATH",
+        help="a TOML file of option defaults (default: $CAPTIONER_CONFIG, else ~/.config/captioner/config.toml)",
+    )
+    return parser
+
+
+def build_parser(hooks: PluginHooks) -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="captioner",
+        parents=[plugin_selection_parser(add_help=False)],  # also before the command: captioner -p x.py cmd
+        description="Live meeting captions from a streaming speech-to-text service.",
+        epilog="Environment: ASSEMBLYAI_API_KEY (or a .env file), CAPTIONER_URL, "
+        "CAPTIONER_LOAD_PLUGINS, CAPTIONER_TRACE_PLUGINS. Exit codes: docs/cli.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"captioner {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    selection = plugin_selection_parser(add_help=False)
+    service = _service_parser()
+    _replay_command(commands, selection, service, hooks)
+    _run_command(commands, selection, service, hooks)
+    _token_command(commands)
+    _devices_command(commands)
+    _serve_command(commands, selection, hooks)
+    _config_command(commands, selection)
+    _plugins_command(commands, selection)
+    _fake_server_command(commands)
+    hooks.register_commands(commands)
+    return parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """{command name: its parser}, plugins' commands included."""
+    return parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+
+
+def _replay_command(commands, selection: Parser, service: Parser, hooks: PluginHooks) -> None:
+    replay = commands.add_parser(
+        "replay",
+        parents=[_with_plugin_options(hooks, "replay", [selection, service, _recognizer_parser(hooks, "replay")])],
+        help="caption an audio file as if it were a live meeting",
+        description="Stream an audio file (any format libsndfile reads) to the service, "
+        "paced like a live microphone, and show the captions.",
+    )
+    replay.add_argument("file", help="the audio file to replay")
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=_positive_float, default=1.0, metavar="N",
+                      help="replay N times faster than real time (default 1)")
+    pace.add_argument("--fast", action="store_true",
+                      help="send audio as fast as the server takes it (local and fake servers only)")
+    replay.set_defaults(command_name="replay")
+
+
+def _run_command(commands, selection: Parser, service: Parser, hooks: PluginHooks) -> None:
+    run = commands.add_parser(
+        "run",
+        parents=[_with_plugin_options(hooks, "run", [selection, service, _recognizer_parser(hooks, "run")])],
+        help="caption a live meeting from the microphone",
+        description="Capture the microphone and caption it live until Ctrl-C. The first Ctrl-C stops "
+        "capture and waits for the last captions; a second quits at once. Keys on a terminal: p pauses "
+        "and resumes (sending silence, so the session stays open), e ends the current turn now, "
+        "[ and ] shorten and lengthen the silence that ends a turn, q stops.",
+    )
+    run.add_argument("--device", metavar="INDEX|NAME",
+                     help="input device: an index or part of a name from 'captioner devices' (default: the system's)")
+    run.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds of audio")
+    run.add_argument("--buffer-seconds", type=_positive_float, default=10.0, metavar="S",
+                     help="audio held while captioner catches up, before dropping any (default 10)")
+    run.set_defaults(command_name="run")
+
+
+def _token_command(commands) -> None:
+    token = commands.add_parser(
+        "token", help="create a temporary token for a browser or a shared machine",
+        description="Ask the service for a temporary token (GET /v3/token) with ASSEMBLYAI_API_KEY and "
+        "print it; use it with --token or ASSEMBLYAI_TOKEN instead of the key.",
+    )
+    token.add_argument("--expires", type=_positive_int, default=60, metavar="S",
+                       help="seconds the token stays valid for starting a session (1 to 600, default 60)")
+    token.add_argument("--url", default=os.environ.get("CAPTIONER_URL"),
+                       help=f"the streaming server (default {v3.DEFAULT_URL})")
+    token.set_defaults(command_name="token")
+
+
+def _devices_command(commands) -> None:
+    devices = commands.add_parser(
+        "devices", help="list the input devices captioner can record from",
+        description="List input-capable devices (index, name, host API, channels, default rate); "
+        "the system default is marked.",
+    )
+    devices.add_argument("--json", action="store_true", help="print JSON")
+    devices.add_argument("--all", action="store_true",
+                         help="also the copies of each device that other host APIs (JACK, OSS, ...) list")
+    devices.set_defaults(command_name="devices")
+
+
+def _serve_command(commands, selection: Parser, hooks: PluginHooks) -> None:
+    serve = commands.add_parser(
+        "serve",
+        parents=[_with_plugin_options(hooks, "serve", [selection, _recognizer_parser(hooks, "serve")])],
+        help="serve a local recognizer over the AssemblyAI v3 protocol",
+        description="Run an offline recognizer behind the AssemblyAI Universal Streaming v3 protocol, "
+        "on /v3/ws, for captioner or any AssemblyAI client. The first line printed is its URL.",
+    )
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; another address needs CAPTIONER_SERVER_KEY)")
+    serve.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: a free one)")
+    serve.set_defaults(command_name="serve")
+
+
+def _config_command(commands, selection: Parser) -> None:
+    config = commands.add_parser(
+        "config", parents=[selection], help="show the effective configuration",
+        description="Show the configuration in effect: the option defaults after the config file and the "
+        "environment, for each command, with secrets masked.",
+    )
+    config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION", parser_class=Parser)
+    show = config_actions.add_parser("show", help="print the effective configuration as JSON")
+    show.add_argument("--command", metavar="NAME", help="only this command (e.g. run)")
+    show.set_defaults(command_name="config show")
+
+
+def _plugins_command(commands, selection: Parser) -> None:
+    plugins = commands.add_parser(
+        "plugins", parents=[selection], help="list installed plugins as JSON",
+        description="Print the installed plugins (name, version, hooks) as JSON.",
+    )
+    plugins.add_argument("--all", action="store_true", help="include the default plugins")
+    plugins.set_defaults(command_name="plugins")
+
+
+def _fake_server_command(commands) -> None:
+    fake = commands.add_parser(
+        "fake-server",
+        help="run the fake AssemblyAI v3 server used in tests",
+        description="Serve a transcript script over the AssemblyAI v3 protocol on 127.0.0.1. "
+        "The first line printed is the URL to connect to.",
+    )
+    fake.add_argument("--script", required=True, help="transcript script (JSON), e.g. fixtures/meeting.json")
+    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    fake.add_argument("--port", type=_port, default=0, help="port (default 0: a free one)")
+    fake.add_argument("--reply-delay-ms", type=float, default=0, metavar="MS", help="delay every reply")
+    fake.set_defaults(command_name="fake-server")
+
+
+@dataclass(frozen=True)
+class SessionOption:
+    """A command-line option that is a session parameter: where its value goes."""
+
+    flag: str
+    field: str  # a SessionParams field, or "extra:KEY" for a parameter the codec passes on as it is
+    options: dict = field(default_factory=dict)  # argparse's add_argument keywords
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def _terms(text: str) -> tuple[str, ...]:
+    return tuple(term.strip() for term in text.split(",") if term.strip())
+
+
+SESSION_OPTIONS = (
+    SessionOption("--format-turns", "format_turns", dict(action="store_true", help="ask for punctuated, cased finals")),
+    SessionOption("--keyterms", "keyterms_prompt", dict(
+        type=_terms, metavar="WORD[,WORD...]",
+        help="names and terms the service should expect (v3 keyterms_prompt, v2 word_boost)")),
+    SessionOption("--language", "extra:language_codes", dict(
+        type=lambda code: [code], metavar="CODE", help="the spoken language, e.g. es (v3 language_codes)")),
+    SessionOption("--speech-model", "extra:speech_model", dict(metavar="NAME", help="e.g. universal-streaming-multilingual")),
+    SessionOption("--speaker-labels", "speaker_labels", dict(action="store_true", help="ask the service to label speakers")),
+    SessionOption("--min-turn-silence", "min_turn_silence", dict(
+        type=_positive_int, metavar="MS", help=f"silence that may end a turn (service default {v3.MIN_TURN_SILENCE_MS})")),
+    SessionOption("--max-turn-silence", "max_turn_silence", dict(
+        type=_positive_int, metavar="MS", help=f"silence that always ends a turn (service default {v3.MAX_TURN_SILENCE_MS})")),
+)
+
+
+def session_params(args: argparse.Namespace) -> SessionParams:
+    """The session parameters the options ask for."""
+    fields: dict = {"sample_rate": args.sample_rate}
+    extra: dict = {}
+    for option in SESSION_OPTIONS:
+        value = getattr(args, option.dest)
+        if value in (None, False):
+            continue
+        if option.field.startswith("extra:"):
+            extra[option.field.partition(":")[2]] = value
+        else:
+            fields[option.field] = value
+    return SessionParams(**fields, extra=extra)
+
+
+def _service_parser() -> Parser:
+    """Options of the commands that caption: which service, and the session's settings."""
+    parser = Parser(add_help=False)
+    service = parser.add_argument_group("service")
+    service.add_argument(
+        "--url", default=os.environ.get("CAPTIONER_URL"),
+        help=f"streaming server (env CAPTIONER_URL); without it, AssemblyAI ({v3.DEFAULT_URL}) "
+        "when ASSEMBLYAI_API_KEY is set, else the embedded offline recognizer",
+    )
+    service.add_argument("--protocol", default=v3.NAME, choices=sorted(CODECS), help="wire protocol (default v3)")
+    service.add_argument("--sample-rate", type=_sample_rate, default=DEFAULT_SAMPLE_RATE, metavar="HZ",
+                         help=f"session sample rate; audio is resampled to it (default {DEFAULT_SAMPLE_RATE})")
+    service.add_argument("--chunk-ms", type=_chunk_ms, default=DEFAULT_CHUNK_MS, metavar="MS",
+                         help=f"audio per message, 50 to 1000 (default {DEFAULT_CHUNK_MS})")
+    service.add_argument("--token", default=os.environ.get("ASSEMBLYAI_TOKEN"),
+                         help="a temporary token ('captioner token') instead of the API key (env ASSEMBLYAI_TOKEN)")
+    for option in SESSION_OPTIONS:
+        service.add_argument(option.flag, **option.options)
+    service.add_argument("--max-reconnects", type=_non_negative_int, default=10, metavar="N",
+                         help="reconnect attempts in a row before giving up (default 10; 0: never reconnect)")
+    service.add_argument("--resend-seconds", type=_positive_float, default=60.0, metavar="S",
+                         help="audio kept to resend after a drop, and held through an outage (default 60)")
+    service.add_argument("--terminate-timeout", type=_positive_float, default=10.0, metavar="S",
+                         help="at the end, how long the server may stay silent, and reconnecting for the "
+                         "last finals may take, before captioner gives up on them (default 10)")
+    return parser
+
+
+def _recognizer_parser(hooks: PluginHooks, command: str) -> Parser:
+    parser = Parser(add_help=False)
+    group = parser.add_argument_group("local recognizer")
+    names = ", ".join(sorted(registered_recognizers(hooks))) or "none installed"
+    if command != "serve":
+        group.add_argument("--offline", action="store_true",
+                           help="caption with the embedded recognizer even when ASSEMBLYAI_API_KEY is set")
+    group.add_argument("--recognizer", default=DEFAULT_RECOGNIZER, metavar="NAME",
+                       help=f"offline recognizer: {names} (default {DEFAULT_RECOGNIZER})")
+    group.add_argument("--decode-workers", type=_positive_int, metavar="N",
+                       help="decoding threads, each with its own model (default: 2, or 1 on one core)")
+    return parser
+
+
+def _with_plugin_options(hooks: PluginHooks, command: str, core: list) -> Parser:
+    """`command`'s core options plus those plugins add through add_options.
+
+    Built on the core options, so an option a plugin adds twice or takes from the core
+    fails here, naming the plugin.
+    """
+    parser = Parser(add_help=False, parents=core)
+    hooks.add_options(parser, command)
+    return parser
