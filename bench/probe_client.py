@@ -38,11 +38,10 @@ def pcm_chunks(wav: str) -> Iterator[bytes]:
 
 class Captioner:
     def __init__(self, realtime: bool, slow_plugin: bool):
-        from captioner import hookimpl
+        from captioner import Settings, hookimpl
         from captioner.audio.replay import WavReplaySource
-        from captioner.client.engine import Engine
         from captioner.plugins.manager import build_plugin_manager
-        from captioner import Settings
+        from captioner.runner import meeting_engine, prepare_meeting
 
         self.receipts: list[tuple] = []
         receipts = self.receipts
@@ -73,11 +72,19 @@ class Captioner:
         if slow_plugin:
             self.pm.register(Sleeper(), name="sleeper")
         self.speed = 1.0 if realtime else None
-        self.Engine, self.Settings, self.Source = Engine, Settings, WavReplaySource
+        self.Settings, self.Source = Settings, WavReplaySource
+        self.prepare_meeting, self.meeting_engine = prepare_meeting, meeting_engine
 
     def run(self, url: str, wav: str) -> None:
+        # Assembled as the command line assembles a meeting (captioner.runner).
+        prepared = self.prepare_meeting("replay", {}, self.pm, self.Settings(url=url))
         source = self.Source(wav, speed=self.speed)
-        asyncio.run(self.Engine(self.Settings(url=url), self.pm).caption(source))
+
+        async def caption() -> None:
+            async with self.meeting_engine(prepared) as engine:
+                await engine.caption(source)
+
+        asyncio.run(caption())
 
 
 def sdk_receipt(receipts: list):

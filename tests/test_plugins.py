@@ -12,7 +12,7 @@ import pluggy
 import pytest
 import soundfile
 
-from captioner import hookimpl
+from captioner import Settings, hookimpl
 from captioner.plugins.dispatch import PluginDispatcher
 from captioner.errors import UsageError
 from captioner.plugins.manager import build_plugin_manager, describe_plugins
@@ -371,3 +371,70 @@ def test_a_disabled_plugin_still_gets_on_meeting_end():
 
     assert asyncio.run(run()).plugins[0].disabled
     assert ended == ["the summary"]
+
+
+# ----------------------------------------------------------------- the contract at the edges
+
+
+def test_a_stuck_plugin_delays_no_other_plugins_end_and_is_named_with_the_right_time(replay, capsys):
+    release = threading.Event()
+
+    class Stuck:
+        @hookimpl
+        def on_final(self, turn):
+            release.wait(60)
+
+    class Ends:
+        ended_while_stuck = None
+
+        @hookimpl
+        def on_meeting_end(self, summary):
+            self.ended_while_stuck = not release.is_set()
+
+    ends = Ends()
+    try:
+        result = replay(HELLO, plugins=[Stuck(), ends], settings=Settings(plugin_drain_timeout=1.0))
+    finally:
+        release.set()
+    assert ends.ended_while_stuck is True  # it got its end while the other was still stuck
+    assert [kind for kind, _ in result.events].count("meeting_end") == 1 and result.events[-1][0] == "meeting_end"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "did not finish" in line]
+    assert warnings == ["captioner: warning: plugin Stuck did not finish within 1 s of the end; "
+                        "0 events were not delivered to it"]
+
+
+def test_an_async_hook_that_blocks_the_event_loop_is_reported_by_name(replay):
+    class BlocksTheLoop:
+        @hookimpl
+        async def on_final(self, turn):
+            time.sleep(0.7)  # the mistake: a blocking call in a coroutine
+
+    class Awaits:
+        @hookimpl
+        async def on_final(self, turn):
+            await asyncio.sleep(0.7)  # as long, but it lets the loop run
+
+    result = replay(HELLO, plugins=[BlocksTheLoop(), Awaits()])
+    blocked = [e for e in result.errors if "blocked the event loop" in e.message]
+    assert [e.plugin for e in blocked] == ["BlocksTheLoop"]
+    assert "in its async on_final" in blocked[0].message and not blocked[0].fatal
+
+
+def test_a_plugins_traceback_is_printed_under_trace(tmp_path, cli):
+    plugin = tmp_path / "breaks.py"
+    plugin.write_text("from captioner import hookimpl\n\n@hookimpl\ndef on_final(turn):\n    raise ValueError('broken')\n")
+    script = TranscriptScript.load(fixture("hello.json"))
+    with FakeServerThread(FakeStreamingServer(script, reference=script.reference_audio())) as server:
+        quiet = cli("-p", str(plugin), "replay", str(HELLO), "--url", server.url, "--fast")
+        traced = cli("-p", str(plugin), "replay", str(HELLO), "--url", server.url, "--fast",
+                     env={"CAPTIONER_TRACE_PLUGINS": "1"})
+    warning = f"plugin {plugin} failed in on_final: ValueError: broken (at breaks.py:5)"  # relative to the cwd
+    assert warning in quiet.stderr and "Traceback" not in quiet.stderr
+    assert "Traceback (most recent call last)" in traced.stderr and f'File "{plugin}", line 5' in traced.stderr
+
+
+def test_plugins_lists_the_hooks_of_the_objects_a_plugin_registers(cli):
+    listed = json.loads(cli("plugins", env={"CAPTIONER_LOAD_PLUGINS": "captioner-subtitles"}).stdout)
+    (subtitles,) = listed
+    # add_options and configure are the module's; the rest are SubtitleWriter's.
+    assert {"add_options", "configure", "on_final", "on_translation", "on_meeting_end"} <= set(subtitles["hooks"])

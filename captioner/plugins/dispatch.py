@@ -98,8 +98,8 @@ class PluginDispatcher:
         Each plugin gets on_meeting_end after its own last event (a disabled one too, so it
         can close its files), with the summary as it stands then. A plugin that takes
         events other plugins emit (`on_translation`) gets it once every other plugin has
-        finished, or at the bound: the last translation reaches the subtitle track. No
-        other plugin waits for anyone."""
+        finished, or after half the bound: the last translation reaches the subtitle
+        track. No other plugin waits for anyone."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0)
         takers = [plugin for plugin in self.plugins if plugin.implements & set(PLUGIN_EVENTS)]
@@ -107,8 +107,9 @@ class PluginDispatcher:
         for plugin in others:
             plugin.finish(summarise)
         if takers and others:
+            # Half the bound at most, so a taker still has time for its own end.
             joins = [asyncio.ensure_future(plugin.events.join()) for plugin in others]
-            await asyncio.wait(joins, timeout=max(0.0, deadline - loop.time()))
+            await asyncio.wait(joins, timeout=max(0.0, timeout / 2))
             for join in joins:
                 join.cancel()
         for plugin in takers:
@@ -151,7 +152,8 @@ class PluginQueue:
 
     @property
     def pending(self) -> int:
-        return self.events.qsize()
+        """Events not delivered yet (the close that follows them not counted)."""
+        return self.events.qsize() - (1 if self.finished and self.task and not self.task.done() else 0)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"captioner-plugin-{self.name}")

@@ -93,7 +93,7 @@ def measure_decode(model: str) -> None:
 
 
 def serve(model: str, workers: int, threads: int, partials: bool, beam: int) -> None:
-    from captioner.server.embedded import EmbeddedServer, RecognitionSettings
+    from captioner.testing import EmbeddedServer, RecognitionSettings
 
     settings = RecognitionSettings() if partials else RecognitionSettings(partial_interval_ms=10**9)
 

@@ -20,9 +20,8 @@ import pytest
 import soundfile
 from num2words import num2words
 
-from captioner.server.embedded import EmbeddedServer
-from captioner.testing import ServerLimits, ServerThread
 from captioner import Config, SessionParams, Settings
+from captioner.testing import EmbeddedServer, ServerLimits, ServerThread
 from captioner.testing import replay as replay_once
 from captioner_faster_whisper.recognizer import MIN_TOKENS, TOKENS_PER_SECOND, WhisperRecognizer
 

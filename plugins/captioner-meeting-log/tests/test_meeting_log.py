@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 import captioner_meeting_log
-from captioner import UsageError
-from captioner import SessionParams, Settings
+from captioner import SessionParams, Settings, UsageError
 from captioner.testing import TranscriptScript
 from captioner_meeting_log import MeetingLog
 from captioner_meeting_log.render import read_log, render_markdown

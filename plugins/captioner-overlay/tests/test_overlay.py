@@ -26,7 +26,7 @@ import soundfile
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from captioner.events import CaptionError, Session, MeetingSummary, Translation, Turn
+from captioner import CaptionError, MeetingSummary, Session, Translation, Turn
 from captioner.testing import FakeServerThread, FakeStreamingServer, TranscriptScript, drop_at
 from captioner_overlay import parse_address
 from captioner_overlay.captions import HISTORY_FINALS, CaptionBoard

@@ -9,8 +9,7 @@ import pytest
 import srt
 import webvtt
 
-from captioner import UsageError
-from captioner import SessionParams, Settings
+from captioner import SessionParams, Settings, UsageError
 from captioner.testing import TranscriptScript
 from captioner_subtitles import SubtitleWriter
 from captioner_subtitles.cues import Cue, CueRules, distribute, split_cues, wrap
