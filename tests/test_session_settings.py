@@ -144,6 +144,22 @@ def test_keys_end_the_turn_and_change_the_silence_live():
     assert b"turns now end after 1480 ms of silence at most" in terminal.output
 
 
+def test_the_silence_keys_start_from_the_offline_recognizers_own_default():
+    """Offline, the embedded server's turns end after 800 ms of silence, not the service's
+    1280: the ] key lengthens what is in force."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSEMBLYAI_")}
+    terminal = OnTerminal("replay", str(fixture("meeting.wav")), "--offline", "--recognizer", "pocketsphinx",
+                          "-q", env={**env, "TERM": "xterm"})
+    terminal.read_for(4)
+    terminal.press(b"]")
+    terminal.read_for(0.5)
+    terminal.press(b"q")
+    terminal.read_for(3)
+    assert terminal.process.wait(timeout=60) == 0
+    terminal.close()
+    assert b"turns now end after 1000 ms of silence at most" in terminal.output
+
+
 # ------------------------------------------------------------------ temporary tokens
 
 
