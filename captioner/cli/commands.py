@@ -261,59 +261,6 @@ def _reason(error: OSError) -> str:
     return os.strerror(error.errno) if error.errno else str(error)
 
 
-def _whole_number(minimum: int, condition: str):
-    """An argparse type: a whole number of at least `minimum`, else one line saying so."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {condition}: {text}")
-        return value
-
-    return parse
-
-
-_positive_int = _whole_number(1, "positive")
-_non_negative_int = _whole_number(0, "0 or more")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
-
-
-def _sample_rate(text: str) -> int:
-    value = _positive_int(text)
-    if not 8000 <= value <= 48000:
-        raise argparse.ArgumentTypeError("the service takes 8000 to 48000 Hz")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number (0 to 65535): {text}")
-    return value
-
-
-def _chunk_ms(text: str) -> int:
-    value = _positive_int(text)
-    if not 50 <= value <= 1000:
-        raise argparse.ArgumentTypeError("the service takes chunks of 50 to 1000 ms")
-    return value
-
-
 COMMANDS: dict[str, Callable[[argparse.Namespace, pluggy.PluginManager], int]] = {
     "replay": command_replay,
     "run": command_run,

@@ -30,23 +30,26 @@ class Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------- argument types
 
 
-def _whole_number(minimum: int, condition: str):
-    """An argparse type: a whole number of at least `minimum`, else one line saying so."""
+def _whole_number(minimum: int, maximum: int | None = None, out_of_range: str = ""):
+    """An argparse type: a whole number from `minimum` (to `maximum`), else one line saying so."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {condition}: {text}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(out_of_range or f"must be {minimum} or more: {text}")
         return value
 
     return parse
 
 
-_positive_int = _whole_number(1, "positive")
-_non_negative_int = _whole_number(0, "0 or more")
+_positive_int = _whole_number(1, out_of_range="must be positive")
+_non_negative_int = _whole_number(0)
+_sample_rate = _whole_number(8000, 48000, "the service takes 8000 to 48000 Hz")
+_chunk_ms = _whole_number(50, 1000, "the service takes chunks of 50 to 1000 ms")
+_port = _whole_number(0, 65535, "not a port number (0 to 65535)")
 
 
 def _positive_float(text: str) -> float:
@@ -56,30 +59,6 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
-
-
-def _sample_rate(text: str) -> int:
-    value = _positive_int(text)
-    if not 8000 <= value <= 48000:
-        raise argparse.ArgumentTypeError("the service takes 8000 to 48000 Hz")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number (0 to 65535): {text}")
-    return value
-
-
-def _chunk_ms(text: str) -> int:
-    value = _positive_int(text)
-    if not 50 <= value <= 1000:
-        raise argparse.ArgumentTypeError("the service takes chunks of 50 to 1000 ms")
     return value
 
 
