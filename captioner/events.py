@@ -1,7 +1,8 @@
 """What plugins receive: frozen dataclasses, never raw protocol JSON.
 
 All times a plugin sees are on the *meeting clock*: milliseconds of audio since the
-meeting started. A streaming session has its own clock starting at zero; the engine
+meeting started, the same clock for every channel (the microphone, "mic", and what the
+computer plays, "meeting"). A streaming session has its own clock starting at zero; the engine
 adds the session's offset so that times stay monotonic when one meeting spans several
 sessions (a reconnect, or a service session that reached its maximum duration).
 """
@@ -25,6 +26,7 @@ class Session:
     offset_ms: int = 0  # where this session's clock starts on the meeting clock
     source: str = ""  # what is being captioned, e.g. "meeting.wav (44100 Hz, 2 ch, ...)"
     backend: str = ""  # who transcribes, e.g. "AssemblyAI" or "the embedded moonshine recognizer ..."
+    channel: str = "mic"  # whose audio: "mic" (the microphone, or a replayed file) or "meeting"
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,10 @@ class Turn:
     is_formatted: bool
     start_ms: int | None  # meeting clock; None when the service sent no words
     end_ms: int | None
-    speaker: str | None = None
+    speaker: str | None = None  # the service's speaker label within the channel ("A")
     language: str | None = None
+    channel: str = "mic"  # "mic" (the microphone, or a replayed file) or "meeting" (what the computer plays)
+    label: str | None = None  # who spoke, as shown: "You", "Meeting A"; None when there is nothing to tell apart
 
     @property
     def display_text(self) -> str:
@@ -97,6 +101,7 @@ class AudioLevel:
     rms_dbfs: float  # -120 for digital silence; speech into a good microphone is around -30 to -15
     peak_dbfs: float  # 0 means clipping
     paused: bool = False  # the source sends silence on purpose (the user paused)
+    channel: str = "mic"  # "mic" or "meeting"
 
 
 @dataclass(frozen=True)
@@ -109,10 +114,10 @@ class MeetingSummary:
     finals: int
     errors: tuple[CaptionError, ...] = field(default=())  # the first 100, and every fatal one
     error_count: int = 0
-    terminated: bool = False  # the service confirmed the end (`Termination`)
+    terminated: bool = False  # the service confirmed the end (`Termination`), for every channel
     reconnects: int = 0  # sessions that dropped and were resumed
     audio_seconds_lost: float = 0.0  # dropped during an outage longer than the resend buffer
-    server_audio_seconds: int | None = None  # the service's own count, from `Termination`
+    server_audio_seconds: int | None = None  # the service's own count, from `Termination` (channels added up)
 
     @property
     def ok(self) -> bool:

@@ -114,4 +114,4 @@ def test_a_long_session_keeps_no_state_per_turn():
         assembler.feed(update(order, "the final", final=True, start=order * 1000))
         delivered += assembler.feed(update(order, "The final.", final=True, formatted=True, start=order * 1000))
     assert [t.turn_order for t in delivered] == list(range(500))
-    assert len(assembler._numbers) <= 1 and not assembler._held
+    assert len(assembler._numbered) <= 1 and not assembler._held

@@ -26,6 +26,7 @@ from ..protocol.messages import (
     UpdateConfiguration,
 )
 from .levels import LevelMeter
+from .order import LAG_MS
 from .pump import AudioPump
 from .reconnect import Backoff, retryable
 from .session import MalformedFrame, Received, StreamingSession
@@ -36,18 +37,23 @@ if TYPE_CHECKING:
 
 
 class AudioChannel:
-    def __init__(self, source: AudioSource, meeting: MeetingRun):
+    """`name` is "mic" or "meeting"; `label` what people see ("You"), None with one channel."""
+
+    def __init__(self, source: AudioSource, meeting: MeetingRun, name: str = "mic", label: str | None = None):
         self.source = source
         self.meeting = meeting
+        self.name = name
         settings = meeting.settings
-        self.assembler = TurnAssembler(wait_for_formatted=settings.session.format_turns)
-        meter = LevelMeter(source, meeting.audio_level) if meeting.dispatcher.wants("on_audio_level") else None
+        self.assembler = TurnAssembler(wait_for_formatted=settings.session.format_turns, channel=name,
+                                       channel_label=label, numbers=meeting.turn_numbers)
+        meter = LevelMeter(source, meeting.audio_level, name) if meeting.dispatcher.wants("on_audio_level") else None
         self.pump = AudioPump(source, max_seconds=settings.resend_seconds, on_loss=self._audio_lost,
                               on_chunk=meter.feed if meter else None)
         self.session: StreamingSession | None = None
         self.session_offset_ms = 0
         self.session_delivered = False  # the current session delivered a final
         self.began = False  # a session of this channel ever began
+        self.open_turn_start: int | None = None  # the start of the turn in progress, from its partials
 
     async def caption(self) -> None:
         """Caption the source to its end; raise the CaptionerError that ended it, if any,
@@ -62,6 +68,17 @@ class AudioChannel:
 
     def stop(self) -> None:
         self.pump.stop()  # the sessions send what was read, then Terminate
+
+    def earliest_final_start(self) -> float:
+        """No final of this channel from now on starts before this, on the meeting clock:
+        the turn in progress's start, or else somewhat before the audio sent so far (a
+        service reports speech well within LAG_MS of hearing it)."""
+        if self.open_turn_start is not None:
+            return self.open_turn_start
+        sent_ms = self.session_offset_ms
+        if self.session is not None:
+            sent_ms += self.session.audio_seconds_sent * 1000
+        return sent_ms - LAG_MS
 
     def control(self, message: ClientMessage) -> bool:
         """Send ForceEndpoint or UpdateConfiguration to the current session, now."""
@@ -174,8 +191,7 @@ class AudioChannel:
         elif isinstance(message, Begin):
             self._begin(message)
         elif isinstance(message, Termination):
-            self.meeting.tally.terminated = True
-            self.meeting.tally.server_audio_seconds = message.audio_duration_seconds
+            self.meeting.tally.termination(self.name, message.audio_duration_seconds)
         elif isinstance(message, ServerErrorMessage):
             report(CaptionError(kind="server", message=f"the server reported: {message.message}", fatal=False,
                                 code=message.code))
@@ -204,13 +220,18 @@ class AudioChannel:
             offset_ms=self.session_offset_ms,
             source=self.source.description,
             backend=settings.backend,
+            channel=self.name,
         ))
 
     def deliver(self, turn: Turn) -> None:
         if turn.is_final:
+            self.open_turn_start = None
             self.session_delivered = True  # progress: a reconnect after this starts the backoff over
             if turn.end_ms is not None:
                 self.pump.finalized(turn.end_ms)  # its audio need not be resent any more
+        elif turn.start_ms is not None:
+            start = self.open_turn_start
+            self.open_turn_start = turn.start_ms if start is None else min(start, turn.start_ms)
         self.meeting.deliver(turn)
 
 

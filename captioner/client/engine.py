@@ -1,12 +1,18 @@
 """The data flow of a meeting in one place: source -> session -> events -> dispatch -> plugins.
 
-`Engine.caption(source)` runs a meeting: an `AudioChannel` streams the source through
-one session at a time and turns what comes back into partials and finals; the meeting
-counts them (`MeetingTally`) and hands every event to the plugins through the
-dispatcher. It never waits on a plugin: emitting an event only queues it.
+`Engine.caption(sources)` runs a meeting: for each source (the microphone, "mic", and
+what the computer plays, "meeting") an `AudioChannel` streams it through one session at
+a time and turns what comes back into partials and finals; the meeting puts the finals
+of all channels in time order (`TimeOrder`), counts everything (`MeetingTally`) and
+hands every event to the plugins through the dispatcher. It never waits on a plugin:
+emitting an event only queues it.
 """
 
 from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Mapping
 
 import pluggy
 
@@ -18,6 +24,7 @@ from ..plugins.hooks import PluginHooks, trace_enabled
 from ..plugins.meeting import Meeting
 from ..protocol.messages import ClientMessage, UpdateConfiguration
 from .channel import AudioChannel
+from .order import TimeOrder
 from .settings import Settings
 from .tally import MeetingTally
 
@@ -31,13 +38,16 @@ class Engine:
         self.meeting = meeting or Meeting()  # the plugins' handle on it
         self._run: MeetingRun | None = None
 
-    async def caption(self, source: AudioSource) -> MeetingSummary:
-        """Caption `source` to its end. Raises the CaptionerError that ended it, if any,
-        after every plugin has had `on_error` and `on_meeting_end`."""
+    async def caption(self, sources: AudioSource | Mapping[str, AudioSource]) -> MeetingSummary:
+        """Caption the sources ({"mic": ..., "meeting": ...}, or one source, the "mic") to
+        their end. Raises the CaptionerError that ended the meeting, if any, after every
+        plugin has had `on_error` and `on_meeting_end`."""
+        if not isinstance(sources, Mapping):
+            sources = {"mic": sources}
         self._run = MeetingRun(self.settings, self.hooks)
         self.meeting.attach(self._run.dispatcher, self, self.settings.protocol)
         try:
-            return await self._run.caption(source)
+            return await self._run.caption(dict(sources))
         finally:
             self.meeting.detach()
             self._run = None
@@ -60,36 +70,61 @@ class Engine:
 
 
 class MeetingRun:
-    """One meeting: its settings (live changes included), its tally and its dispatcher."""
+    """One meeting: its settings (live changes included), its tally, its dispatcher, and
+    a channel per source."""
 
     def __init__(self, settings: Settings, hooks: PluginHooks):
         self.settings = settings
         self.dispatcher = PluginDispatcher(hooks, self.report, trace=trace_enabled())
         self.tally = MeetingTally(lambda error: self.dispatcher.emit("on_error", error=error))
+        self.turn_numbers = itertools.count()  # one numbering for the turns of every channel
         self.channels: list[AudioChannel] = []
+        self.order = TimeOrder({}, self._deliver_final)
 
-    async def caption(self, source: AudioSource) -> MeetingSummary:
-        if source.sample_rate != self.settings.sample_rate:
-            raise ValueError("the source must deliver audio at the session's sample rate")
-        attach = getattr(source, "attach", None)
-        if attach is not None:
-            attach(self.report)  # the source's survived problems (overflows) become on_error
+    async def caption(self, sources: dict[str, AudioSource]) -> MeetingSummary:
+        for source in sources.values():
+            if source.sample_rate != self.settings.sample_rate:
+                raise ValueError("a source must deliver audio at the session's sample rate")
+            attach = getattr(source, "attach", None)
+            if attach is not None:
+                attach(self.report)  # the source's survived problems (overflows) become on_error
         self.dispatcher.start()
-        channel = AudioChannel(source, self)
-        self.channels.append(channel)
+        labels = self.settings.channel_labels if len(sources) > 1 else {}
+        self.channels = [AudioChannel(source, self, name, labels.get(name, name)) if labels
+                         else AudioChannel(source, self, name) for name, source in sources.items()]
+        self.order.channels = {channel.name: channel for channel in self.channels}
+        self.tally.channels = set(self.order.channels)
         failure: CaptionerError | None = None
         try:
-            await channel.caption()
+            await self._caption_channels()
         except CaptionerError as error:
             failure = error
             self.report(CaptionError(kind=error.kind, message=str(error), fatal=True, code=error.code))
         finally:
+            self.order.flush()
             self.tally.audio_seconds_lost = sum(c.pump.lost_ms for c in self.channels) / 1000
             self.tally.summarise_repeats()
             await self.dispatcher.finish(self.tally.summary, self.settings.plugin_drain_timeout)
         if failure:
             raise failure
         return self.tally.summary()
+
+    async def _caption_channels(self) -> None:
+        """Every channel to its end; when one fails, the others stop (cleanly: their last
+        finals still come) and the meeting ends with the failure."""
+        tasks = [asyncio.create_task(channel.caption(), name=f"captioner-{channel.name}") for channel in self.channels]
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            if pending:
+                self.stop()
+                await asyncio.wait(pending)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:  # the first failure, in channel order
+            if task.exception() is not None:
+                raise task.exception()
 
     def stop(self) -> None:
         for channel in self.channels:
@@ -110,11 +145,15 @@ class MeetingRun:
 
     def deliver(self, turn: Turn) -> None:
         if turn.is_final:
-            self.tally.finals += 1
-            self.dispatcher.emit("on_final", turn=turn)
+            self.order.final(turn)  # in time order with the other channels' finals
         else:
             self.tally.partials += 1
             self.dispatcher.emit("on_partial", turn=turn)
+        self.order.release()
+
+    def _deliver_final(self, turn: Turn) -> None:
+        self.tally.finals += 1
+        self.dispatcher.emit("on_final", turn=turn)
 
     def audio_level(self, level: AudioLevel) -> None:
         self.dispatcher.emit("on_audio_level", level=level)

@@ -19,9 +19,10 @@ class LevelMeter:
 
     EVERY_MS = 200
 
-    def __init__(self, source: AudioSource, emit: Callable[[AudioLevel], None]):
+    def __init__(self, source: AudioSource, emit: Callable[[AudioLevel], None], channel: str = "mic"):
         self.source = source  # asked whether it is paused
         self.emit = emit
+        self.channel = channel
         self.every = max(1, self.EVERY_MS // source.chunk_ms)
         self._start()
 
@@ -43,6 +44,7 @@ class LevelMeter:
                     rms_dbfs=_dbfs((self.squares / self.samples) ** 0.5),
                     peak_dbfs=_dbfs(self.peak),
                     paused=bool(getattr(self.source, "paused", False)),
+                    channel=self.channel,
                 )
             )
             self._start()

@@ -76,6 +76,8 @@ class Settings:
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     resend_seconds: float = 60.0  # audio kept for resending after a drop (and held through an outage)
     plugin_drain_timeout: float = 10.0  # how long plugins may take to finish after the end
+    # What people see for each channel when there are two (--mic-label, --meeting-label).
+    channel_labels: Mapping[str, str] = field(default_factory=lambda: {"mic": "You", "meeting": "Meeting"})
 
     @property
     def sample_rate(self) -> int:

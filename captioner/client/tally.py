@@ -29,8 +29,9 @@ class MeetingTally:
         self.audio_seconds_sent = 0.0  # over all sessions, resent audio included
         self.audio_seconds_lost = 0.0
         self.reconnects = 0
-        self.terminated = False
-        self.server_audio_seconds: int | None = None
+        self.channels: set[str] = set()
+        self.terminated: set[str] = set()  # channels whose service confirmed the end
+        self.server_audio_seconds: int | None = None  # the services' own counts, added up
         self._repeats: dict[tuple[str, str], list] = {}  # (kind, shape) -> [first report, repeats]
 
     def report(self, error: CaptionError) -> None:
@@ -58,6 +59,11 @@ class MeetingTally:
         if error.fatal or len(self.errors) < MAX_KEPT_ERRORS:
             self.errors.append(error)
 
+    def termination(self, channel: str, audio_seconds: int | None) -> None:
+        self.terminated.add(channel)
+        if audio_seconds is not None:
+            self.server_audio_seconds = (self.server_audio_seconds or 0) + audio_seconds
+
     def summary(self) -> MeetingSummary:
         return MeetingSummary(
             session_ids=tuple(self.session_ids),
@@ -68,6 +74,6 @@ class MeetingTally:
             finals=self.finals,
             errors=tuple(self.errors),
             error_count=self.error_count,
-            terminated=self.terminated,
+            terminated=bool(self.channels) and self.terminated >= self.channels,
             server_audio_seconds=self.server_audio_seconds,
         )

@@ -7,9 +7,12 @@ Pure logic, no I/O. It puts times on the meeting clock and guarantees the promis
   `format_turns` is on). When formatting was asked for, the unformatted one is shown as
   a partial and the formatted one is the final; a turn whose formatted version never
   comes is delivered when the next final arrives, or at the end.
-- Turns are numbered for the whole meeting: a reconnect starts the service's numbering
-  again at 0, plugins' numbering goes on (increasing; after a reconnect a number may be
-  skipped, never reused).
+- Turns are numbered for the whole meeting, across channels: a reconnect starts the
+  service's numbering again at 0, plugins' numbering goes on (a number may be skipped
+  after a reconnect, never reused; with two channels, one counter serves both).
+- Each turn says whose it is: its `channel`, and a `label` for people ("You",
+  "Meeting A": the channel's label with the service's speaker label, when there are
+  two channels; the speaker label alone when there is one).
 - After a reconnect the audio of the turn in progress is sent again, so the new session
   may repeat words already final. Words that end before the last final's end are
   dropped, and a final with nothing left is not delivered.
@@ -17,6 +20,7 @@ Pure logic, no I/O. It puts times on the meeting clock and guarantees the promis
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 from ..events import Turn, Word
@@ -24,13 +28,16 @@ from ..protocol.messages import TurnUpdate
 
 
 class TurnAssembler:
-    def __init__(self, *, wait_for_formatted: bool = False):
+    def __init__(self, *, wait_for_formatted: bool = False, channel: str = "mic", channel_label: str | None = None,
+                 numbers: itertools.count | None = None):
         self.wait_for_formatted = wait_for_formatted
+        self.channel = channel
+        self.channel_label = channel_label  # None: one channel, nothing to tell apart
+        self._numbers = numbers if numbers is not None else itertools.count()  # the meeting's turn numbers
         self.session_id = ""
         self.offset_ms = 0
         self.final_end_ms = -1  # meeting clock: everything up to here is final
-        self._next_number = 0  # the meeting-wide number the next new turn gets
-        self._numbers: dict[int, int] = {}  # this session's turn_order -> meeting number
+        self._numbered: dict[int, int] = {}  # this session's turn_order -> meeting number
         self._last_final_order = -1  # this session's
         self._held: dict[int, Turn] = {}  # unformatted finals waiting for their formatted twin
 
@@ -39,7 +46,7 @@ class TurnAssembler:
         one left unfinished is delivered."""
         delivered = self.flush()
         self.session_id, self.offset_ms = session_id, offset_ms
-        self._numbers.clear()
+        self._numbered.clear()
         self._last_final_order = -1
         return delivered
 
@@ -81,8 +88,8 @@ class TurnAssembler:
         self._last_final_order = order
         # Orders up to this one are never looked up again (feed() drops them): forget
         # them, so an hour-long session keeps no per-turn state.
-        for done in [o for o in self._numbers if o <= order]:
-            del self._numbers[done]
+        for done in [o for o in self._numbered if o <= order]:
+            del self._numbered[done]
         return finals
 
     def _final(self, turn: Turn) -> Turn:
@@ -91,10 +98,9 @@ class TurnAssembler:
         return turn
 
     def _number(self, order: int) -> int:
-        if order not in self._numbers:
-            self._numbers[order] = self._next_number
-            self._next_number += 1
-        return self._numbers[order]
+        if order not in self._numbered:
+            self._numbered[order] = next(self._numbers)
+        return self._numbered[order]
 
     def _event(self, update: TurnUpdate) -> Turn | None:
         offset = self.offset_ms
@@ -127,4 +133,6 @@ class TurnAssembler:
             end_ms=words[-1].end_ms if words else None,
             speaker=update.speaker,
             language=update.language,
+            channel=self.channel,
+            label=" ".join(filter(None, (self.channel_label, update.speaker))) or None,
         )

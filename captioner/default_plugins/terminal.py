@@ -47,29 +47,34 @@ def configure(config):
 
 METER_WIDTH = 30
 METER_FLOOR_DB = -60.0
+# A colour per channel, so the two sides of a meeting read apart at a glance.
+CHANNEL_STYLES = {"mic": "bold cyan", "meeting": "bold magenta"}
 
 
 def level_meter(level: AudioLevel) -> Text:
-    """'mic ██████░░░░ -23 dB': a bar from -60 dBFS (empty) to 0 dBFS (full)."""
+    """'mic     ██████░░░░ -23 dB': a bar from -60 dBFS (empty) to 0 dBFS (full)."""
+    name = f"{level.channel:<8}"
     if level.paused:
-        return Text("mic paused (p resumes)", style="yellow")
+        return Text(f"{name}paused (p resumes)", style="yellow")
     filled = round(METER_WIDTH * min(1.0, max(0.0, 1 - level.rms_dbfs / METER_FLOOR_DB)))
     style = "red" if level.peak_dbfs > -1 else "green"
-    meter = Text("mic ")
+    meter = Text(name)
     meter.append("█" * filled, style=style)
     meter.append("░" * (METER_WIDTH - filled), style="dim")
     meter.append(f" {level.rms_dbfs:5.1f} dB" + ("  clipping" if level.peak_dbfs > -1 else ""))
     return meter
 
 
-def caption_line(turn: Turn, timestamps: bool = False) -> str:
-    text = turn.display_text
-    if turn.speaker:
-        text = f"{turn.speaker}: {text}"
+def caption_line(turn: Turn, timestamps: bool = False) -> Text:
+    """'[00:12] Meeting A: the words', the label in its channel's colour."""
+    line = Text()
     if timestamps and turn.start_ms is not None:
         minutes, seconds = divmod(turn.start_ms // 1000, 60)
-        text = f"[{minutes:02d}:{seconds:02d}] {text}"
-    return text
+        line.append(f"[{minutes:02d}:{seconds:02d}] ")
+    if turn.label:
+        line.append(f"{turn.label}: ", style=CHANNEL_STYLES.get(turn.channel, "bold"))
+    line.append(turn.display_text)
+    return line
 
 
 class TerminalCaptions:
@@ -86,8 +91,8 @@ class TerminalCaptions:
     ):
         self.quiet = quiet
         self.meter = meter
-        self._partial = Text("")
-        self._level: Text | None = None
+        self._partials: dict[str, Text] = {}  # channel -> its turn in progress
+        self._levels: dict[str, Text] = {}  # channel -> its meter
         self.out = out or sys.stdout
         self.err = err
         self.timestamps = timestamps
@@ -105,7 +110,7 @@ class TerminalCaptions:
         return self._live
 
     def _redraw(self) -> None:
-        parts = [self._partial] + ([self._level] if self._level is not None else [])
+        parts = [*self._partials.values(), *self._levels.values()]
         self._view().update(Group(*parts), refresh=True)
 
     @hookimpl
@@ -113,30 +118,33 @@ class TerminalCaptions:
         if not self.quiet:
             what = f"{session.source} " if session.source else ""
             backend = f"with {session.backend} " if session.backend else ""
-            self._warn(f"captioner: captioning {what}{backend}via {session.url} (session {session.id})")
+            channel = f"{session.channel}: " if session.channel != "mic" else ""
+            self._warn(f"captioner: {channel}captioning {what}{backend}via {session.url} (session {session.id})")
 
     @hookimpl
     def on_partial(self, turn: Turn) -> None:
         if self.is_live:
-            self._partial = Text(caption_line(turn, self.timestamps), style="dim italic")
+            line = caption_line(turn, self.timestamps)
+            line.stylize("dim italic")
+            self._partials[turn.channel] = line
             self._redraw()
 
     @hookimpl
     def on_audio_level(self, level: AudioLevel) -> None:
         if self.is_live and self.meter:
-            self._level = level_meter(level)
+            self._levels[level.channel] = level_meter(level)
             self._redraw()
 
     @hookimpl
     def on_final(self, turn: Turn) -> None:
         line = caption_line(turn, self.timestamps)
         if self.is_live:
-            self._partial = Text("")
+            self._partials.pop(turn.channel, None)
             self._redraw()  # cleared first, or the partial is redrawn below the final
-            self._view().console.print(Text(line))
+            self._view().console.print(line)
         elif not self._pipe_closed:
             try:
-                self.out.write(line + "\n")
+                self.out.write(line.plain + "\n")
                 self.out.flush()
             except BrokenPipeError:
                 # The reader went away (`captioner replay x | head`): stop writing,

@@ -94,6 +94,7 @@ class MeetingLog:
         self._append({
             "type": "session",
             "session_id": session.id,
+            "channel": session.channel,
             "started_at": session.started_at.isoformat(),
             "source": session.source,
             "backend": session.backend,
@@ -108,6 +109,8 @@ class MeetingLog:
             "turn_order": turn.turn_order,
             "text": turn.text,
             "speaker": turn.speaker,
+            "channel": turn.channel,
+            "label": turn.label,
             "start_ms": self._time(turn.start_ms),
             "end_ms": self._time(turn.end_ms),
             "words": [

@@ -59,7 +59,7 @@ def render_markdown(log: Log, title: str = "Meeting transcript") -> str:
         duration = (finals[-1].get("end_ms") or 0) - (finals[0].get("start_ms") or 0)
     else:
         duration = 0
-    speakers = sorted({f["speaker"] for f in finals if f.get("speaker")})
+    speakers = sorted({_who(f) for f in finals if _who(f)})
     facts = []
     if started:
         facts.append(f"**Date:** {started[:16].replace('T', ' ')} UTC")
@@ -68,7 +68,7 @@ def render_markdown(log: Log, title: str = "Meeting transcript") -> str:
     facts.append(f"**Turns:** {len(finals)}")
     lines += [" · ".join(facts), ""]
     for final in finals:
-        who = f" {final['speaker']}" if final.get("speaker") else ""
+        who = f" {_who(final)}" if _who(final) else ""
         lines.append(f"**[{clock(final.get('start_ms'))}]{who}:** {final.get('text', '')}")
         for language, text in sorted(log.translations.get((final.get("session_id"), final.get("turn_order")), {}).items()):
             lines.append(f"> *{language}:* {text}")
@@ -77,6 +77,12 @@ def render_markdown(log: Log, title: str = "Meeting transcript") -> str:
         lines.append(f"*{log.damaged_lines} damaged line(s) in the log were skipped.*")
         lines.append("")
     return "\n".join(lines)
+
+
+def _who(final: dict) -> str | None:
+    """Who spoke, as captioner showed it ("You", "Meeting A"); a log written before
+    channels has the speaker label only."""
+    return final.get("label") or final.get("speaker")
 
 
 def markdown_path(log_path: Path) -> Path:

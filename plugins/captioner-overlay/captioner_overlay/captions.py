@@ -6,13 +6,15 @@ only from its own event loop, so it needs no lock.
 
 Messages (one JSON object per WebSocket text frame, `type` says which):
 
-- `{"type": "partial", "turn": 3, "text": "...", "speaker": "A"}`: the turn in progress
-  changed (an empty `text` clears it);
-- `{"type": "final", "turn": 3, "text": "...", "speaker": "A", "start_ms": .., "end_ms": ..}`;
+- `{"type": "partial", "turn": 3, "text": "...", "speaker": "Meeting A", "channel": "meeting"}`:
+  a channel's turn in progress changed (an empty `text` clears it); `speaker` is who
+  spoke as captioner shows it (the turn's label), `channel` "mic" or "meeting";
+- `{"type": "final", "turn": 3, "text": "...", "speaker": .., "channel": .., "start_ms": .., "end_ms": ..}`;
 - `{"type": "translation", "turn": 3, "language": "es", "text": "..."}`;
 - `{"type": "state", "state": "connecting"|"live"|"reconnecting"|"ended", "detail": "..."}`;
-- `{"type": "history", "finals": [final + "translations": {lang: text}], "partial": partial
-  or null, "state": state message, "languages": [...]}`: first on every connection.
+- `{"type": "history", "finals": [final + "translations": {lang: text}], "partials": [the
+  partial of each channel], "state": state message, "languages": [...]}`: first on every
+  connection.
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ HISTORY_FINALS = 50  # what a (re)connecting viewer gets; the page shows at most
 class FinalLine:
     turn: int
     text: str
-    speaker: str | None
+    speaker: str | None  # who spoke, as shown: the turn's label ("You", "Meeting A")
     start_ms: int | None
     end_ms: int | None
+    channel: str = "mic"
     translations: dict[str, str] = field(default_factory=dict)
 
     def message(self) -> dict:
         return {"type": "final", "turn": self.turn, "text": self.text, "speaker": self.speaker,
-                "start_ms": self.start_ms, "end_ms": self.end_ms}
+                "channel": self.channel, "start_ms": self.start_ms, "end_ms": self.end_ms}
 
 
 class CaptionBoard:
@@ -45,20 +48,23 @@ class CaptionBoard:
 
     def __init__(self, history: int = HISTORY_FINALS):
         self.finals: deque[FinalLine] = deque(maxlen=history)
-        self.partial: dict | None = None
+        self.partials: dict[str, dict] = {}  # channel -> its turn in progress
         self.state = {"type": "state", "state": "connecting", "detail": ""}
         self.languages: list[str] = []  # translation languages seen, in order of arrival
         self._fatal = ""
 
     def on_partial(self, turn: Turn) -> dict:
-        self.partial = {"type": "partial", "turn": turn.turn_order, "text": turn.display_text, "speaker": turn.speaker}
-        return self.partial
+        partial = {"type": "partial", "turn": turn.turn_order, "text": turn.display_text, "speaker": turn.label,
+                   "channel": turn.channel}
+        self.partials[turn.channel] = partial
+        return partial
 
     def on_final(self, turn: Turn) -> dict:
-        line = FinalLine(turn.turn_order, turn.text, turn.speaker, turn.start_ms, turn.end_ms)
+        line = FinalLine(turn.turn_order, turn.text, turn.label, turn.start_ms, turn.end_ms, turn.channel)
         self.finals.append(line)
-        if self.partial is not None and self.partial["turn"] <= turn.turn_order:
-            self.partial = None  # the final replaces it
+        partial = self.partials.get(turn.channel)
+        if partial is not None and partial["turn"] <= turn.turn_order:
+            del self.partials[turn.channel]  # the final replaces it
         return line.message()
 
     def on_translation(self, translation: Translation) -> dict:
@@ -94,7 +100,7 @@ class CaptionBoard:
         return {
             "type": "history",
             "finals": [{**line.message(), "translations": dict(line.translations)} for line in self.finals],
-            "partial": self.partial,
+            "partials": list(self.partials.values()),
             "state": self.state,
             "languages": list(self.languages),
         }

@@ -78,8 +78,8 @@ class Viewer:
 
     def offer(self, kind: str, text: str) -> bool:
         """Queue a message; False when the viewer is too far behind to keep."""
-        if kind == "partial" and self.outbox and self.outbox[-1][0] == "partial":
-            self.outbox[-1] = (kind, text)  # superseded before it was even sent
+        if kind.startswith("partial") and self.outbox and self.outbox[-1][0] == kind:
+            self.outbox[-1] = (kind, text)  # superseded before it was even sent (same channel)
             return True
         if len(self.outbox) >= self.buffer:
             return False
@@ -154,7 +154,9 @@ class OverlayServer:
         message = getattr(self.board, hook)(event)
         if message is None:
             return
-        kind, text = message["type"], encode(message)
+        # A partial supersedes only a partial of its own channel.
+        kind = message["type"] + (f":{message['channel']}" if message["type"] == "partial" else "")
+        text = encode(message)
         for viewer in list(self.viewers):
             if not viewer.offer(kind, text):
                 self._drop(viewer)

@@ -8,6 +8,8 @@ by Playwright; Playwright's own browser download is never used.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import asyncio
 import base64
 import json
@@ -53,14 +55,14 @@ window.__log = [];
 document.addEventListener("DOMContentLoaded", () => {
   const text = (node, selector) => node.querySelector(selector)?.textContent ?? null;
   const snapshot = () => {
-    const partial = document.getElementById("partial");
-    const style = getComputedStyle(partial);
+    const partial = document.querySelector("#partials .partial");
+    const style = partial ? getComputedStyle(partial) : null;
     const entry = JSON.stringify({
       finals: [...document.querySelectorAll("#finals .final")].map((item) => ({
         turn: Number(item.dataset.turn), speaker: text(item, ".speaker"), text: text(item, ".text"),
         translation: text(item, ".translation"),
       })),
-      partial: partial.hidden ? null : {
+      partial: !partial ? null : {
         turn: Number(partial.dataset.turn), text: text(partial, ".text"),
         fontStyle: style.fontStyle, opacity: Number(style.opacity),
       },
@@ -531,6 +533,26 @@ def fetch(url: str, **headers) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+def test_the_two_sides_of_a_meeting_each_have_a_class_and_a_partial_without_a_stray_colon(overlay, page):
+    thread = overlay()
+    thread.publish("on_final", replace(turn(3, "we agreed", final=True), channel="meeting", label="Meeting"))
+    thread.publish("on_partial", replace(turn(4, "what about", speaker=None), channel="meeting", label=None))
+    thread.publish("on_partial", replace(turn(5, "I think", speaker=None), channel="mic", label="You"))
+    page.goto(thread.server.url)
+    page.wait_for_function("document.querySelectorAll('#partials .partial').length == 2")
+    shown = page.evaluate("""() => ({
+        final: document.querySelector('#finals .final.channel-meeting').textContent,
+        partials: [...document.querySelectorAll('#partials .partial')].map((line) => ({
+            classes: line.className, text: line.textContent,
+            colon: line.querySelector('.speaker') ? getComputedStyle(line.querySelector('.speaker'), '::after').content : null})),
+    })""")
+    assert shown["final"] == "Meetingwe agreed"  # the speaker span, then the text (the colon is CSS)
+    by_class = {line["classes"]: line for line in shown["partials"]}
+    assert by_class["line partial channel-meeting"]["text"] == "what about"  # no speaker: nothing before it
+    assert by_class["line partial channel-meeting"]["colon"] is None
+    assert by_class["line partial channel-mic"]["text"] == "YouI think" and by_class["line partial channel-mic"]["colon"] == '":"'
+
+
 def test_unknown_query_parameters_are_ignored(overlay, browser):
     base = overlay().server.url
     looks = {}
@@ -540,7 +562,7 @@ def test_unknown_query_parameters_are_ignored(overlay, browser):
         page = context.new_page()
         page.set_default_timeout(GUARD * 1000)
         page.goto(f"{base}?{query}")
-        page.wait_for_selector("#partial:not([hidden])")
+        page.wait_for_selector("#partials .partial")
         looks[query] = page.evaluate("""() => {
             const style = getComputedStyle(document.querySelector('#finals .final .text'));
             return {html: document.getElementById('captions').innerHTML, size: style.fontSize, color: style.color};
@@ -549,7 +571,7 @@ def test_unknown_query_parameters_are_ignored(overlay, browser):
     plain, noisy = looks.values()
     assert noisy == plain
     assert plain["size"] == "50px" and plain["color"] == "rgb(255, 255, 255)"  # known ones apply, a bad colour does not
-    assert plain["html"].count('class="line final"') == 1 and "second line" in plain["html"] and "línea 1" in plain["html"]
+    assert plain["html"].count('class="line final channel-mic"') == 1 and "second line" in plain["html"] and "línea 1" in plain["html"]
 
 
 def test_a_wrong_token_gets_403_and_the_right_one_the_captions(overlay):
@@ -597,9 +619,10 @@ def test_the_board_keeps_recent_finals_with_translations_and_the_partial():
     assert [(f["turn"], f["text"], f["translations"]) for f in snapshot["finals"]] == [
         (order, f"final {order}", {"es": f"final {order} es"}) for order in (2, 3, 4)
     ]
-    assert snapshot["partial"]["text"] == "in progress" and snapshot["languages"] == ["es"]
+    (partial,) = snapshot["partials"]
+    assert partial["text"] == "in progress" and snapshot["languages"] == ["es"]
     board.on_final(turn(5, "done", final=True))
-    assert board.snapshot()["partial"] is None  # the final replaced it
+    assert board.snapshot()["partials"] == []  # the final replaced it
     assert CaptionBoard().finals.maxlen == HISTORY_FINALS
 
 
@@ -626,3 +649,18 @@ def test_a_viewers_outbox_is_bounded_and_keeps_only_the_latest_partial():
     assert list(viewer.outbox) == [("partial", "p2"), ("final", "f1"), ("partial", "p4")]
     assert not viewer.offer("final", "f2")  # full: the viewer is to be dropped
     assert viewer.offer("partial", "p5")  # (a partial still replaces the last one)
+
+
+def test_each_channel_has_its_own_partial_and_a_partial_replaces_only_its_own_channels():
+    board = CaptionBoard()
+    board.on_partial(replace(turn(1, "you say", speaker=None), channel="mic", label="You"))
+    board.on_partial(replace(turn(2, "they say", speaker="A"), channel="meeting", label="Meeting A"))
+    assert [(p["channel"], p["speaker"], p["text"]) for p in board.snapshot()["partials"]] == [
+        ("mic", "You", "you say"), ("meeting", "Meeting A", "they say")]
+    board.on_final(replace(turn(1, "you said", final=True), channel="mic", label="You"))
+    assert [p["channel"] for p in board.snapshot()["partials"]] == ["meeting"]  # the other side still speaks
+    viewer = Viewer(websocket=None, buffer=5)  # type: ignore[arg-type]
+    viewer.offer("partial:mic", "m1")
+    viewer.offer("partial:meeting", "t1")
+    viewer.offer("partial:meeting", "t2")
+    assert list(viewer.outbox) == [("partial:mic", "m1"), ("partial:meeting", "t2")]

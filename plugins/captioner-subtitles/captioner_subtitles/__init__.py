@@ -38,7 +38,8 @@ def add_options(parser, command):
     parser.add_argument("--subtitle-max-seconds", type=float, default=7.0, metavar="S",
                         help="seconds per caption at most (default 7)")
     parser.add_argument("--subtitle-speakers", action="store_true",
-                        help="start each turn's first caption with its speaker label ('A: ...')")
+                        help="start each turn's first caption with its speaker label ('A: ...'); with "
+                        "two channels (run --meeting-audio) every turn's first caption says who spoke")
 
 
 @hookimpl
@@ -135,7 +136,10 @@ class SubtitleWriter:
         words = [(w.text, w.start_ms, w.end_ms) for w in turn.words]
         if not words and turn.start_ms is not None and turn.text:
             words = [(turn.text, turn.start_ms, turn.end_ms)]
-        prefix = f"{turn.speaker}: " if self.speakers and turn.speaker else ""
+        # Who spoke: always when there are two channels ("You: ", "Meeting A: "), the
+        # service's speaker label with --subtitle-speakers.
+        shown = turn.label and (self.speakers or turn.label != turn.speaker)
+        prefix = f"{turn.label}: " if shown else ""
         return split_cues(words, self.rules, prefix)
 
     @hookimpl

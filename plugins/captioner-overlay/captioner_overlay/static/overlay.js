@@ -87,11 +87,11 @@
 
   const body = document.body;
   const finalsList = document.getElementById("finals");
-  const partialLine = document.getElementById("partial");
+  const partialLines = document.getElementById("partials");
   const statusLine = document.getElementById("status");
 
-  let finals = []; // {turn, text, speaker, translations: {language: text}}, oldest first
-  let partial = null; // {turn, text, speaker}
+  let finals = []; // {turn, text, speaker, channel, translations: {language: text}}, oldest first
+  let partials = {}; // channel -> {turn, text, speaker, channel}: each side's turn in progress
   let languages = []; // translation languages, in the order they first arrived
   let state = { state: "connecting", detail: "" };
   let socket = null;
@@ -114,8 +114,9 @@
   function renderFinals() {
     const language = shownLanguage();
     const items = finals.slice(-settings.lines).map((line) => {
-      const item = element("li", "line final");
+      const item = element("li", `line final channel-${line.channel}`);
       item.dataset.turn = String(line.turn);
+      item.dataset.channel = line.channel;
       if (settings.speakers && line.speaker) item.append(element("span", "speaker", line.speaker));
       item.append(element("span", "text", line.text));
       const translated = language ? line.translations[language] : undefined;
@@ -130,11 +131,16 @@
   }
 
   function renderPartial() {
-    const show = settings.partial && partial && partial.text;
-    partialLine.hidden = !show;
-    partialLine.dataset.turn = show ? String(partial.turn) : "";
-    partialLine.querySelector(".speaker").textContent = show && settings.speakers && partial.speaker ? partial.speaker : "";
-    partialLine.querySelector(".text").textContent = show ? partial.text : "";
+    const shown = settings.partial ? Object.values(partials).filter((partial) => partial.text) : [];
+    const lines = shown.map((partial) => {
+      const line = element("p", `line partial channel-${partial.channel}`);
+      line.dataset.turn = String(partial.turn);
+      line.dataset.channel = partial.channel;
+      if (settings.speakers && partial.speaker) line.append(element("span", "speaker", partial.speaker));
+      line.append(element("span", "text", partial.text));
+      return line;
+    });
+    partialLines.replaceChildren(...lines);
   }
 
   const STATUS_TEXT = {
@@ -159,6 +165,7 @@
       turn: message.turn,
       text: String(message.text ?? ""),
       speaker: message.speaker || null,
+      channel: String(message.channel || "mic"),
       translations: { ...(message.translations || {}) },
     };
   }
@@ -170,7 +177,8 @@
     else finals.push(line);
     finals.sort((a, b) => a.turn - b.turn);
     if (finals.length > MAX_LINES) finals = finals.slice(-MAX_LINES);
-    if (partial && partial.turn <= line.turn) partial = null; // the final replaces it
+    const partial = partials[line.channel];
+    if (partial && partial.turn <= line.turn) delete partials[line.channel]; // the final replaces it
   }
 
   function handle(message) {
@@ -178,7 +186,8 @@
       case "history":
         finals = [];
         (message.finals || []).forEach(addFinal);
-        partial = message.partial || null;
+        partials = {};
+        (message.partials || []).forEach((partial) => { partials[partial.channel || "mic"] = partial; });
         languages = Array.isArray(message.languages) ? [...message.languages] : [];
         state = message.state || state;
         renderFinals();
@@ -186,7 +195,7 @@
         renderStatus();
         break;
       case "partial":
-        partial = message;
+        partials[message.channel || "mic"] = message;
         renderPartial();
         break;
       case "final":

@@ -1,0 +1,122 @@
+"""Two channels on one meeting clock: the microphone ("mic") and what the computer plays
+("meeting"), each with its own session, their finals merged in time order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import soundfile
+
+from captioner.client.order import MAX_HOLD_SECONDS, TimeOrder
+from captioner.events import Turn
+from captioner.testing import EmbeddedServer, EventRecorder, ServerThread
+from conftest import fixture
+
+
+def final(channel: str, start: int, text: str = "x") -> Turn:
+    return Turn("s", 0, text, (), True, False, start, start + 500, channel=channel)
+
+
+class Mark:
+    def __init__(self, start: float):
+        self.start = start
+
+    def earliest_final_start(self) -> float:
+        return self.start
+
+
+def test_a_final_waits_for_an_earlier_turn_in_progress_on_the_other_channel():
+    async def run():
+        delivered = []
+        mic, meeting = Mark(1000), Mark(-1)
+        order = TimeOrder({"mic": mic, "meeting": meeting}, delivered.append)
+        order.final(final("mic", 3000, "later"))  # the meeting channel has a turn open since -1
+        assert delivered == []
+        meeting.start = 3500  # its turn became final (below) and nothing earlier can come
+        order.final(final("meeting", 1000, "earlier"))
+        order.release()
+        return [turn.text for turn in delivered]
+
+    assert asyncio.run(run()) == ["earlier", "later"]
+
+
+def test_a_final_is_held_no_longer_than_the_bound():
+    async def run():
+        delivered = []
+        now = [0.0]
+        order = TimeOrder({"mic": Mark(0), "meeting": Mark(0)}, delivered.append, clock=lambda: now[0])
+        order.final(final("mic", 3000))
+        held = list(delivered)
+        now[0] = MAX_HOLD_SECONDS  # the other channel's long turn is still going
+        order.release()
+        order.flush()
+        return held, delivered
+
+    held, delivered = asyncio.run(run())
+    assert held == [] and len(delivered) == 1
+
+
+def test_with_one_channel_nothing_is_held():
+    delivered = []
+    order = TimeOrder({"mic": Mark(-10**9)}, delivered.append)
+    order.final(final("mic", 3000))
+    assert len(delivered) == 1
+
+
+# ----------------------------------------------------------------- the engine, two channels
+
+
+def padded(tmp_path, name: str, lead_s: float, total_s: float):
+    audio, rate = soundfile.read(fixture(f"{name}.wav"), dtype="int16")
+    out = np.zeros(int(total_s * rate), np.int16)
+    start = int(lead_s * rate)
+    out[start : start + len(audio)] = audio
+    path = tmp_path / f"{name}-{lead_s}.wav"
+    soundfile.write(path, out, rate)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pocketsphinx_server():
+    from captioner.default_plugins.pocketsphinx import PocketSphinxRecognizer
+
+    with ServerThread(EmbeddedServer(PocketSphinxRecognizer())) as server:
+        yield server
+
+
+def caption_two(tmp_path, server, mic_wav, meeting_wav, settings=None):
+    from captioner import Settings
+    from captioner.audio.replay import WavReplaySource
+    from captioner.client.engine import Engine
+    from captioner.plugins.manager import build_plugin_manager
+
+    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
+    recorder = EventRecorder()
+    pm.register(recorder, name="recorder")
+    sources = {"mic": WavReplaySource(mic_wav, speed=4), "meeting": WavReplaySource(meeting_wav, speed=4)}
+    engine = Engine(settings or Settings(url=server.base_url), pm)
+    asyncio.run(engine.caption(sources))
+    return recorder
+
+
+def test_each_final_says_its_channel_and_they_come_in_time_order(tmp_path, pocketsphinx_server):
+    # The mic speaks at 0.5 s, the meeting at 4 s and again at 9 s (overlapping the mic's second turn at 8 s).
+    mic = padded(tmp_path, "hello", 0.5, 14)
+    meeting_audio = np.concatenate([soundfile.read(padded(tmp_path, "weather", 4.0, 9.0), dtype="int16")[0],
+                                    soundfile.read(fixture("mute.wav"), dtype="int16")[0], np.zeros(8000, np.int16)])
+    meeting = tmp_path / "meeting-side.wav"
+    soundfile.write(meeting, meeting_audio, 16000)
+    recorder = caption_two(tmp_path, pocketsphinx_server, mic, meeting)
+    finals = recorder.finals
+    assert {turn.channel for turn in finals} == {"mic", "meeting"}
+    starts = [turn.start_ms for turn in finals]
+    assert starts == sorted(starts), [(t.channel, t.start_ms, t.text) for t in finals]
+    assert all(turn.label == ("You" if turn.channel == "mic" else "Meeting") for turn in finals)
+    by_channel = {channel: " ".join(t.text for t in finals if t.channel == channel) for channel in ("mic", "meeting")}
+    assert "test" in by_channel["mic"] and "weather" in by_channel["meeting"] and "weather" not in by_channel["mic"]
+    orders = [turn.turn_order for turn in finals]
+    assert len(set(orders)) == len(orders)  # one numbering for the meeting, no number twice
+    assert {session.channel for session in recorder.sessions} == {"mic", "meeting"}
+    assert recorder.summary.finals == len(finals) and recorder.summary.ok
