@@ -19,6 +19,9 @@ packages_for() {
             # A virtual microphone for the tests: a private PulseAudio with a null sink,
             # reached through ALSA's pulse plugin, so capture runs through real PortAudio.
             echo pulseaudio pulseaudio-utils libasound2-plugins
+            # Meeting audio through PipeWire in the tests: a private PipeWire, WirePlumber
+            # and pipewire-pulse on a private session bus (libpulse0 comes with pulseaudio).
+            echo pipewire pipewire-pulse wireplumber dbus-daemon
             # The offline translator of the translate plugin, English to Spanish.
             echo apertium apertium-eng-spa
             # A browser for the overlay plugin's page tests (Playwright drives it; its own

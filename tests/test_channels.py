@@ -120,3 +120,77 @@ def test_each_final_says_its_channel_and_they_come_in_time_order(tmp_path, pocke
     assert len(set(orders)) == len(orders)  # one numbering for the meeting, no number twice
     assert {session.channel for session in recorder.sessions} == {"mic", "meeting"}
     assert recorder.summary.finals == len(finals) and recorder.summary.ok
+
+
+# ----------------------------------------------------------------- the meeting heard again by the mic
+
+
+def voice(name: str) -> np.ndarray:
+    return soundfile.read(fixture(f"{name}.wav"), dtype="float64")[0] * 32768
+
+
+def bleed_scenario(delay_ms: int = 120, gain_db: float = -10.0):
+    """The meeting says two sentences; the microphone hears them again, later and quieter,
+    and the user speaks over the second one. 16 kHz samples."""
+    far = np.concatenate([voice("weather"), np.zeros(8000), voice("mute"), np.zeros(16000)])
+    near = np.zeros(len(far))
+    start = len(voice("weather")) + 8000 + 12000  # the user talks over the meeting's second sentence
+    user = voice("hello")[: len(far) - start]
+    near[start : start + len(user)] = user
+    echo = np.concatenate([np.zeros(delay_ms * 16), far])[: len(far)] * 10 ** (gain_db / 20)
+    noise = np.random.default_rng(7).normal(0, 32768 * 10 ** (-60 / 20), len(far))
+    return far, near + echo + noise, near, echo
+
+
+def energy_db(samples: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(samples.astype(np.float64) ** 2) + 1e-9)
+
+
+def test_the_gate_finds_the_echo_and_mutes_it_but_not_the_user():
+    from captioner.client.bleed import FRAME, LOOKAHEAD, EchoGate
+
+    far, mic, near, echo = bleed_scenario()
+    gate = EchoGate()
+    out = np.concatenate([gate.process(far[i : i + 800].astype(np.int16), mic[i : i + 800].astype(np.int16))
+                          for i in range(0, len(far) - 799, 800)])
+    out = out[LOOKAHEAD * FRAME :]  # the gate's lookahead
+    assert abs(gate.tracker.delay - 120 * 16) <= 16  # found to the millisecond
+    assert abs(10 * np.log10(gate.tracker.gain) - (-10)) < 1.5  # played into the mic at -10 dB
+    weather = len(voice("weather"))
+    locked_echo = slice(3 * 16000, weather)  # echo only, once the tracker has locked (about 2 s)
+    assert energy_db(out[locked_echo]) < energy_db(mic[locked_echo]) - 30
+    user_part = np.flatnonzero(np.abs(near[: len(out)]) > 300)  # where the user's voice is clear
+    assert abs(energy_db(out[user_part]) - energy_db(mic[user_part])) < 1.0  # the user's voice, intact
+
+
+def test_with_headphones_there_is_no_echo_and_nothing_is_muted():
+    from captioner.client.bleed import EchoGate
+
+    far, _, near, _ = bleed_scenario()
+    mic = near + np.random.default_rng(3).normal(0, 32768 * 10 ** (-60 / 20), len(far))
+    gate = EchoGate()
+    for i in range(0, len(far) - 799, 800):
+        gate.process(far[i : i + 800].astype(np.int16), mic[i : i + 800].astype(np.int16))
+    assert gate.tracker.delay is None
+
+
+def test_a_microphone_final_loses_what_repeats_the_meeting():
+    from captioner.client.bleed import without_repeats
+
+    meeting = ["The weather today is sunny with a light breeze from the west."]
+    assert without_repeats("the weather today is sunny with a light", meeting) is None
+    assert without_repeats("yes the weather today is sunny I agree completely with you", meeting) == \
+        "yes I agree completely with you"
+    assert without_repeats("I agree completely", meeting) == "I agree completely"
+    assert without_repeats("hello there", []) == "hello there"
+
+
+def test_on_speakers_the_meeting_is_captioned_once_and_the_user_still_is(tmp_path, pocketsphinx_server):
+    far, mic, _, _ = bleed_scenario(delay_ms=60)
+    soundfile.write(tmp_path / "far.wav", (far / 32768).clip(-1, 1), 16000, subtype="PCM_16")
+    soundfile.write(tmp_path / "mic.wav", (mic / 32768).clip(-1, 1), 16000, subtype="PCM_16")
+    recorder = caption_two(tmp_path, pocketsphinx_server, tmp_path / "mic.wav", tmp_path / "far.wav")
+    said = {channel: " ".join(t.text for t in recorder.finals if t.channel == channel) for channel in ("mic", "meeting")}
+    assert "weather" in said["meeting"] and "microphone" in said["meeting"]
+    assert "weather" not in said["mic"] and "breeze" not in said["mic"] and "microphone" not in said["mic"], said
+    assert "captions" in said["mic"] or "meetings" in said["mic"], said  # the user's own sentence

@@ -13,10 +13,12 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import pluggy
 
+from ..audio.meeting import open_meeting_audio
 from ..audio.microphone import MicrophoneSource, list_input_devices
 from ..audio.replay import WavReplaySource
 from ..client.settings import Secret, Settings, find_api_key
@@ -117,21 +119,30 @@ def command_replay(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     if settings.url and args.fast and not is_local(settings.url):
         raise UsageError("--fast sends audio faster than real time, which the real service refuses (4029); "
                          "use --speed 1 or a local server")
-    _caption("replay", args, pm, settings, source, inputs=[args.file])
+    _caption("replay", args, pm, settings, {"mic": source}, inputs=[args.file])
     return 0
 
 
 def command_run(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
-    settings = settings_from_args(args)
-    source = MicrophoneSource(
-        args.device, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms,
-        duration=args.duration, buffer_seconds=args.buffer_seconds,
-    )
-    _caption("run", args, pm, settings, source)
+    if args.no_mic and args.meeting_audio is None:
+        raise UsageError("--no-mic captions the meeting audio alone: give --meeting-audio too")
+    settings = replace(settings_from_args(args), channel_labels={"mic": args.mic_label, "meeting": args.meeting_label})
+    sources = {}
+    if not args.no_mic:
+        sources["mic"] = MicrophoneSource(
+            args.device, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms,
+            duration=args.duration, buffer_seconds=args.buffer_seconds,
+        )
+    if args.meeting_audio is not None:
+        sources["meeting"] = open_meeting_audio(
+            args.meeting_audio, sample_rate=args.sample_rate, chunk_ms=args.chunk_ms,
+            duration=args.duration, buffer_seconds=args.buffer_seconds,
+        )
+    _caption("run", args, pm, settings, sources)
     return 0
 
 
-def _caption(command: str, args: argparse.Namespace, pm, settings: Settings, source, inputs=()) -> None:
+def _caption(command: str, args: argparse.Namespace, pm, settings: Settings, sources, inputs=()) -> None:
     outputs = OutputFiles(inputs)
     options = _options(args)
     outputs.claim_options(args.commands[command], options)  # before any plugin opens a file
@@ -139,7 +150,7 @@ def _caption(command: str, args: argparse.Namespace, pm, settings: Settings, sou
 
     async def caption() -> None:
         async with meeting_engine(prepared) as engine:
-            await caption_until_stopped(engine, source)
+            await caption_until_stopped(engine, sources)
 
     asyncio.run(caption())
 

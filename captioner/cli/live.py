@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import sys
+from typing import Mapping
 
 from ..client.engine import Engine
 from ..protocol import v3
@@ -19,8 +20,8 @@ from ..protocol.messages import ForceEndpoint, UpdateConfiguration
 from .keyboard import KeyboardControls
 
 
-async def caption_until_stopped(engine: Engine, source) -> None:
-    """Caption to the end of the source, or until Ctrl-C / SIGTERM.
+async def caption_until_stopped(engine: Engine, sources: Mapping[str, object]) -> None:
+    """Caption to the end of the sources ({"mic": ..., "meeting": ...}), or until Ctrl-C / SIGTERM.
 
     The first signal stops the audio and waits (bounded by --terminate-timeout) for the
     last finals, so the sentence being spoken is not lost; a second one exits at once.
@@ -40,11 +41,12 @@ async def caption_until_stopped(engine: Engine, source) -> None:
             print("captioner: interrupted", file=sys.stderr, flush=True)
             os._exit(130)
 
-    def toggle_pause() -> None:
-        if source.paused:
-            source.resume()
-        else:
-            source.pause()
+    pausable = [source for source in sources.values() if hasattr(source, "pause")]
+
+    def toggle_pause() -> None:  # every channel: a pause means nothing is captioned
+        resume = any(source.paused for source in pausable)
+        for source in pausable:
+            source.resume() if resume else source.pause()
 
     def change_silence(step: int) -> None:
         # Unset: the service's documented default (the embedded server's is set explicitly).
@@ -59,13 +61,13 @@ async def caption_until_stopped(engine: Engine, source) -> None:
         "[": lambda: change_silence(-200),  # shorter pauses end turns
         "]": lambda: change_silence(+200),
     }
-    if hasattr(source, "pause"):
+    if pausable:
         keys.update({"p": toggle_pause, " ": toggle_pause})
     for signum in signals:
         loop.add_signal_handler(signum, on_signal)
     try:
         with KeyboardControls(keys):
-            await engine.caption(source)
+            await engine.caption(sources)
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)

@@ -153,17 +153,30 @@ def _run_command(commands, selection: Parser, service: Parser, hooks: PluginHook
     run = commands.add_parser(
         "run",
         parents=[_with_plugin_options(hooks, "run", [selection, service, _recognizer_parser(hooks, "run")])],
-        help="caption a live meeting from the microphone",
-        description="Capture the microphone and caption it live until Ctrl-C. The first Ctrl-C stops "
-        "capture and waits for the last captions; a second quits at once. Keys on a terminal: p pauses "
-        "and resumes (sending silence, so the session stays open), e ends the current turn now, "
-        "[ and ] shorten and lengthen the silence that ends a turn, q stops.",
+        help="caption a live meeting: the microphone, and with --meeting-audio what the computer plays",
+        description="Capture the microphone (and with --meeting-audio the other participants: what the "
+        "computer plays) and caption it live until Ctrl-C. The first Ctrl-C stops capture and waits for the "
+        "last captions; a second quits at once. Keys on a terminal: p pauses and resumes every channel "
+        "(sending silence, so the sessions stay open), e ends the current turns now, [ and ] shorten and "
+        "lengthen the silence that ends a turn, q stops.",
     )
     run.add_argument("--device", metavar="INDEX|NAME",
                      help="input device: an index or part of a name from 'captioner devices' (default: the system's)")
     run.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds of audio")
     run.add_argument("--buffer-seconds", type=_positive_float, default=10.0, metavar="S",
                      help="audio held while captioner catches up, before dropping any (default 10)")
+    meeting = run.add_argument_group("meeting audio (the other participants of a call)")
+    meeting.add_argument(
+        "--meeting-audio", nargs="?", const="", metavar="OUTPUT",
+        help="also caption what the computer plays: the default output (following it when it changes), or "
+        "OUTPUT, a name or number from 'captioner devices'. A second streaming session: twice the minutes "
+        "on a paid service. It hears everything the computer plays, notifications included; p pauses it too")
+    meeting.add_argument("--no-mic", action="store_true", help="caption the meeting audio alone (with --meeting-audio)")
+    meeting.add_argument("--mic-label", default="You", metavar="TEXT",
+                         help="who the microphone's captions are from, with two channels (default You)")
+    meeting.add_argument("--meeting-label", default="Meeting", metavar="TEXT",
+                         help="who the meeting audio's captions are from (default Meeting; 'Meeting A' with "
+                         "--speaker-labels)")
     run.set_defaults(command_name="run")
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
+from dataclasses import replace
 from typing import Mapping
 
 import pluggy
@@ -23,6 +25,7 @@ from ..plugins.dispatch import PluginDispatcher
 from ..plugins.hooks import PluginHooks, trace_enabled
 from ..plugins.meeting import Meeting
 from ..protocol.messages import ClientMessage, UpdateConfiguration
+from .bleed import without_echo, without_repeats
 from .channel import AudioChannel
 from .order import TimeOrder
 from .settings import Settings
@@ -80,6 +83,7 @@ class MeetingRun:
         self.turn_numbers = itertools.count()  # one numbering for the turns of every channel
         self.channels: list[AudioChannel] = []
         self.order = TimeOrder({}, self._deliver_final)
+        self.recent_meeting_finals: deque[Turn] = deque(maxlen=20)
 
     async def caption(self, sources: dict[str, AudioSource]) -> MeetingSummary:
         for source in sources.values():
@@ -89,6 +93,7 @@ class MeetingRun:
             if attach is not None:
                 attach(self.report)  # the source's survived problems (overflows) become on_error
         self.dispatcher.start()
+        sources = without_echo(sources)  # on speakers, the mic also hears the meeting
         labels = self.settings.channel_labels if len(sources) > 1 else {}
         self.channels = [AudioChannel(source, self, name, labels.get(name, name)) if labels
                          else AudioChannel(source, self, name) for name, source in sources.items()]
@@ -152,8 +157,33 @@ class MeetingRun:
         self.order.release()
 
     def _deliver_final(self, turn: Turn) -> None:
+        if turn.channel == "meeting":
+            self.recent_meeting_finals.append(turn)
+        elif self.recent_meeting_finals:
+            turn = self._echo_removed(turn)
+            if turn is None:
+                return
         self.tally.finals += 1
         self.dispatcher.emit("on_final", turn=turn)
+
+    def _echo_removed(self, turn: Turn) -> Turn | None:
+        """The text backstop against double captions: a microphone final without what it
+        repeats of an overlapping meeting final (None: all of it was the meeting's echo)."""
+        start, end = turn.start_ms or 0, turn.end_ms or 0
+        overlapping = [t.text for t in self.recent_meeting_finals
+                       if (t.start_ms or 0) < end + 500 and (t.end_ms or 0) + 1000 > start]
+        text = without_repeats(turn.text, overlapping)
+        if text == turn.text:
+            return turn
+        if text is None:
+            self.tally.echo_finals_dropped += 1
+            return None
+        kept = text.split()
+        words = turn.words
+        if len(words) == len(turn.text.split()):
+            words = tuple(word for word in words if word.text in kept)
+        return replace(turn, text=text, words=words, start_ms=words[0].start_ms if words else turn.start_ms,
+                       end_ms=words[-1].end_ms if words else turn.end_ms)
 
     def audio_level(self, level: AudioLevel) -> None:
         self.dispatcher.emit("on_audio_level", level=level)

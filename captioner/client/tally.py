@@ -29,6 +29,7 @@ class MeetingTally:
         self.audio_seconds_sent = 0.0  # over all sessions, resent audio included
         self.audio_seconds_lost = 0.0
         self.reconnects = 0
+        self.echo_finals_dropped = 0  # microphone finals that only repeated the meeting (speakers)
         self.channels: set[str] = set()
         self.terminated: set[str] = set()  # channels whose service confirmed the end
         self.server_audio_seconds: int | None = None  # the services' own counts, added up
