@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import pluggy
 
-from ..audio.meeting import open_meeting_audio
+from ..audio.meeting import list_meeting_outputs, open_meeting_audio
 from ..audio.microphone import MicrophoneSource, list_input_devices
 from ..audio.replay import WavReplaySource
 from ..client.settings import Secret, Settings, find_api_key
@@ -196,14 +196,30 @@ def command_token(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
 
 
 def command_devices(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
-    devices = list_input_devices(all_host_apis=args.all)
+    """Microphones (PortAudio inputs) and meeting-audio sources (outputs whose sound can be
+    captioned), each with its kind; the defaults are marked."""
+    microphones = list_input_devices(all_host_apis=args.all)
+    outputs, no_outputs = [], ""
+    try:
+        outputs = list_meeting_outputs() if sys.platform.startswith("linux") else []
+    except AudioError as error:  # no sound server: the microphones are still worth listing
+        no_outputs = str(error)
+    if not microphones and not outputs:
+        raise AudioError("no input devices found: PortAudio sees no microphone on this machine"
+                         + (f", and {no_outputs}" if no_outputs else ""))
     if args.json:
-        print(json.dumps([device.__dict__ for device in devices], indent=2))
-    elif not devices:
-        raise AudioError("no input devices found: PortAudio sees no microphone on this machine")
-    else:
-        for device in devices:
-            print(device.describe())
+        listed = [{"kind": "microphone", **vars(device)} for device in microphones]
+        listed += [{"kind": "meeting", **vars(output)} for output in outputs]
+        print(json.dumps(listed, indent=2))
+        return 0
+    print("microphones (run --device):")
+    for device in microphones:
+        print(f"  {device.describe()}")
+    print("meeting audio, what an output plays (run --meeting-audio):")
+    for output in outputs:
+        print(f"  {output.describe()}")
+    if no_outputs:
+        print(f"  none: {no_outputs}")
     return 0
 
 

@@ -195,9 +195,10 @@ def _token_command(commands) -> None:
 
 def _devices_command(commands) -> None:
     devices = commands.add_parser(
-        "devices", help="list the input devices captioner can record from",
-        description="List input-capable devices (index, name, host API, channels, default rate); "
-        "the system default is marked.",
+        "devices", help="list the microphones and the meeting audio captioner can record",
+        description="List the microphones (index, name, host API, channels, default rate) and the "
+        "outputs whose sound can be captioned as meeting audio (number, description, name); the "
+        "defaults are marked. --json gives each a kind, microphone or meeting.",
     )
     devices.add_argument("--json", action="store_true", help="print JSON")
     devices.add_argument("--all", action="store_true",
