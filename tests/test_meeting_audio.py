@@ -162,3 +162,26 @@ def test_meeting_audio_without_a_sound_server_is_one_line(cli):
 def test_no_mic_without_meeting_audio_is_a_usage_error(cli):
     result = cli("run", "--no-mic", "--offline")
     assert result.returncode == 2 and "--no-mic captions the meeting audio alone: give --meeting-audio too" in result.stderr
+
+
+def test_on_a_terminal_the_labels_show_and_p_pauses_both_channels_with_a_meter_each(tmp_path):
+    from conftest import OnTerminal
+
+    sound = PrivateSoundServer(tmp_path / "pulse", "pulseaudio")
+    try:
+        terminal = OnTerminal("run", "--offline", "--meeting-audio", "--mic-label", "Me", "--meeting-label", "Them",
+                              "--duration", "12", env={**sound.env, "TERM": "xterm", "COLUMNS": "120"})
+        terminal.read_for(6)  # started, both sessions begun
+        sound.play_to_speakers(fixture("weather.wav")).wait(timeout=30)
+        terminal.read_for(2)
+        terminal.press(b"p")
+        terminal.read_for(1.5)
+        assert terminal.process.wait(timeout=60) == 0
+        terminal.read_for(0.5)
+        terminal.close()
+    finally:
+        sound.stop()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.output.decode(errors="ignore"))
+    assert re.search(r"Them: .*breeze", text), text[-2000:]
+    assert re.search(r"mic +\S", text) and re.search(r"meeting +\S", text)  # a meter for each
+    assert re.search(r"mic +paused \(p resumes\)", text) and re.search(r"meeting +paused \(p resumes\)", text)

@@ -6,9 +6,9 @@ from captioner.protocol.messages import TurnUpdate, WireWord
 from captioner.client.turns import TurnAssembler
 
 
-def update(order, text, final, formatted=False, start=100):
+def update(order, text, final, formatted=False, start=100, speaker=None):
     words = tuple(WireWord(w, start + 100 * i, start + 100 * i + 80) for i, w in enumerate(text.split()))
-    return TurnUpdate(order, text, words, end_of_turn=final, is_formatted=formatted)
+    return TurnUpdate(order, text, words, end_of_turn=final, is_formatted=formatted, speaker=speaker)
 
 
 def kinds(turns):
@@ -115,3 +115,18 @@ def test_a_long_session_keeps_no_state_per_turn():
         delivered += assembler.feed(update(order, "The final.", final=True, formatted=True, start=order * 1000))
     assert [t.turn_order for t in delivered] == list(range(500))
     assert len(assembler._numbered) <= 1 and not assembler._held
+
+
+def test_a_turn_says_whose_it_is_and_speaker_labels_combine_with_the_channels():
+    alone = TurnAssembler()
+    alone.begin("s")
+    (turn,) = alone.feed(update(0, "hello there", final=True, speaker="A"))
+    assert (turn.channel, turn.label, turn.speaker) == ("mic", "A", "A")  # one channel: the speaker alone
+    meeting = TurnAssembler(channel="meeting", channel_label="Meeting")
+    meeting.begin("s")
+    (turn,) = meeting.feed(update(0, "hello there", final=True, speaker="B"))
+    assert (turn.channel, turn.label) == ("meeting", "Meeting B")
+    mic = TurnAssembler(channel="mic", channel_label="You")
+    mic.begin("s")
+    (turn,) = mic.feed(update(0, "hi", final=True))
+    assert (turn.channel, turn.label) == ("mic", "You")
