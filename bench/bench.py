@@ -18,6 +18,9 @@ Sections (one module each):
   audio resent per reconnect).
 - plugin_bench: each first-party plugin's delay from a final to its output on disk; the
   microphone capture path's CPU share on a virtual microphone.
+- meeting_bench: the CPU share of capturing both sides of a meeting (PulseAudio and
+  PipeWire), and on speakers the meeting words captioned twice and the user's words lost,
+  with and without each of the two defences.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import client_bench
+import meeting_bench
 import plugin_bench
 import recognizer_bench
 import soak_bench
@@ -70,7 +74,8 @@ def markdown(results: dict) -> str:
     lines += recognizer_bench.markdown(results["recognizers"]) + [""]
     lines += client_bench.markdown(results["clients"], results["realtime"]) + [""]
     lines += soak_bench.markdown(results["soak"], results["resilience"]) + [""]
-    lines += plugin_bench.markdown(results["plugins"], results["capture"])
+    lines += plugin_bench.markdown(results["plugins"], results["capture"]) + [""]
+    lines += meeting_bench.markdown(results["meeting_capture"], results["bleed"])
     return "\n".join(lines) + "\n"
 
 
@@ -101,6 +106,8 @@ def main() -> None:
     results["resilience"] = soak_bench.resilience(faults_count=24)
     results["capture"] = plugin_bench.bench_capture(5 if quick else 30)
     results["plugins"] = plugin_bench.bench_plugins(speed=8 if quick else 2)
+    results["meeting_capture"] = meeting_bench.bench_capture(5 if quick else 20)
+    results["bleed"] = meeting_bench.bench_bleed(quick)
 
     (args.out / "bench").mkdir(parents=True, exist_ok=True)
     (args.out / "bench" / "results.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -37,6 +37,13 @@ def test_quick_benchmark_writes_both_files(tmp_path):
     soak = results["soak"]
     assert soak["finals_logged"] == soak["finals_scripted"] == 26 and soak["finals_equal_script"]
     assert len(soak["peak_rss_mb"]) == 3 and soak["translations_logged"] == 26 and soak["overlay_events_viewed"] > 0
+    for kind in ("pulseaudio", "pipewire"):
+        rows = results["meeting_capture"][kind]
+        assert rows["microphone + meeting audio"]["chunks"] == {"mic": 100, "meeting": 100}
+        assert all(row["cpu_share"] > 0 for row in rows.values())
+    bleed = results["bleed"]["rows"]
+    assert set(bleed) == {"nothing done", "text backstop alone", "echo gate alone", "echo gate + text backstop (captioner)"}
+    assert all(row["meeting_words"] > 0 and row["user_words"] > 0 for row in bleed.values())
     resilience = results["resilience"]
     assert resilience["survived"] and resilience["finals_lost"] == resilience["finals_duplicated"] == 0
     assert resilience["faults_fired"] == resilience["faults_injected"] == 24

@@ -159,7 +159,7 @@ class MeetingRun:
     def _deliver_final(self, turn: Turn) -> None:
         if turn.channel == "meeting":
             self.recent_meeting_finals.append(turn)
-        elif self.recent_meeting_finals:
+        elif len(self.channels) > 1:
             turn = self._echo_removed(turn)
             if turn is None:
                 return
@@ -170,8 +170,8 @@ class MeetingRun:
         """The text backstop against double captions: a microphone final without what it
         repeats of an overlapping meeting final (None: all of it was the meeting's echo)."""
         start, end = turn.start_ms or 0, turn.end_ms or 0
-        overlapping = [t.text for t in self.recent_meeting_finals
-                       if (t.start_ms or 0) < end + 500 and (t.end_ms or 0) + 1000 > start]
+        meeting = [*self.recent_meeting_finals, *(t for t in self.order.held() if t.channel == "meeting")]
+        overlapping = [t.text for t in meeting if (t.start_ms or 0) < end + 500 and (t.end_ms or 0) + 1000 > start]
         text = without_repeats(turn.text, overlapping)
         if text == turn.text:
             return turn

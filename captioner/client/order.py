@@ -10,6 +10,10 @@ speech well within that of hearing it). Never longer than `MAX_HOLD_SECONDS`, so
 turn on one side holds the other side's captions back that much at most; a final held
 that long is delivered even if it then comes before an earlier-starting one.
 
+A final of a channel that may repeat the others (the microphone, on speakers, hears the
+meeting) waits until the others cannot deliver one that *overlaps* it either, so that the
+meeting's turn is known when the microphone's is checked for repeats (see bleed.py).
+
 With one channel nothing is held. Partials are never held: they are the live view.
 """
 
@@ -35,8 +39,9 @@ class Watermark(Protocol):
 
 class TimeOrder:
     def __init__(self, channels: dict[str, Watermark], deliver: Callable[[Turn], None],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, repeating: frozenset[str] = frozenset({"mic"})):
         self.channels = channels
+        self.repeating = repeating  # channels whose finals wait for every overlapping final
         self.deliver = deliver
         self.clock = clock
         self._held: list[tuple[float, int, float, Turn]] = []  # (start, arrival, deadline, final)
@@ -57,6 +62,10 @@ class TimeOrder:
             self.deliver(heapq.heappop(self._held)[3])
         self._schedule()
 
+    def held(self) -> list[Turn]:
+        """The finals held now, in no particular order."""
+        return [held[3] for held in self._held]
+
     def flush(self) -> None:
         """The end: deliver what is held, in order."""
         while self._held:
@@ -69,8 +78,11 @@ class TimeOrder:
         start, _, deadline, turn = held
         if self.clock() >= deadline:
             return True
+        until = start
+        if turn.channel in self.repeating and turn.end_ms is not None:
+            until = turn.end_ms  # nothing may still come that overlaps it
         others = [watermark for name, watermark in self.channels.items() if name != turn.channel]
-        return all(watermark.earliest_final_start() >= start for watermark in others)
+        return all(watermark.earliest_final_start() >= until for watermark in others)
 
     def _schedule(self) -> None:
         if self._timer is not None:
