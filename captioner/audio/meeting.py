@@ -34,13 +34,13 @@ from typing import AsyncIterator, Callable
 
 from ..errors import AudioError, UsageError
 from ..events import CaptionError
+from .live import LiveSource
 from .pcm import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE, chunk_bytes
 
 INSTALL_HINT = "pip install pulsectl pasimple (Debian: the libpulse0 package; PipeWire serves it through pipewire-pulse)"
 # A monitor delivers continuously (silence too); an idle PulseAudio null sink may take 2 s
 # for its first block.
 STALL_SECONDS = 5.0
-WARN_EVERY_SECONDS = 10.0
 # pasimple's error numbers (libpulse's), in words a user can act on.
 PULSE_ERRORS = {5: "no such output", 6: "the sound server refused the connection",
                 11: "the sound server went away", 12: "the sound server ended the recording"}
@@ -119,7 +119,7 @@ def choose_output(outputs: list[MeetingOutput], selector: str | None) -> Meeting
     raise UsageError(f"--meeting-audio {selector!r} matches several outputs, give the number: {names}")
 
 
-class MeetingAudioSource:
+class MeetingAudioSource(LiveSource):
     """What an output plays, as 16-bit mono chunks at `sample_rate`: the default output
     (followed when it changes) or a named one. `pause()` sends silence; `stop()` ends the
     stream after the current chunk; `duration` ends it after that many seconds."""
@@ -133,11 +133,7 @@ class MeetingAudioSource:
         duration: float | None = None,
         buffer_seconds: float = 10.0,
     ):
-        self.live = True
-        self.sample_rate = sample_rate
-        self.chunk_ms = chunk_ms
-        self.duration = duration
-        self.paused = False
+        super().__init__(sample_rate, chunk_ms, duration, buffer_seconds)
         self.follows_default = not output
         try:
             import pasimple  # noqa: F401  (fail now, before any connection, if it is missing)
@@ -155,20 +151,8 @@ class MeetingAudioSource:
         self._buffers: collections.deque[bytes] = collections.deque()
         self._dropped = 0
         self._failure: BaseException | None = None
-        self._report: Callable[[CaptionError], None] | None = None
-        self._last_warning = -WARN_EVERY_SECONDS
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
-
-    def attach(self, report: Callable[[CaptionError], None]) -> None:
-        """Where to report survived problems (dropped audio, a followed output): on_error."""
-        self._report = report
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -193,7 +177,9 @@ class MeetingAudioSource:
                 self._ready.clear()
                 if self._failure is not None:
                     raise self._failure
-                self._warn_dropped()
+                if self._dropped:
+                    self._warn("dropped", f"captioner fell behind the meeting audio and dropped "
+                                          f"{self._dropped * self.chunk_ms / 1000:.1f} s so far")
                 while self._buffers and (limit is None or sent < limit):
                     chunk = self._buffers.popleft()
                     chunk = bytes(len(chunk)) if self.paused else chunk
@@ -217,13 +203,6 @@ class MeetingAudioSource:
         self._failure = error
         if self._ready is not None:
             self._ready.set()
-
-    def _warn_dropped(self) -> None:
-        now = time.monotonic()
-        if self._dropped and self._report is not None and now - self._last_warning >= WARN_EVERY_SECONDS:
-            self._last_warning = now
-            self._report(CaptionError(kind="audio", fatal=False, message=(
-                f"captioner fell behind the meeting audio and dropped {self._dropped * self.chunk_ms / 1000:.1f} s so far")))
 
     def _tell_loop(self, callback: Callable, value) -> bool:
         loop = self._loop

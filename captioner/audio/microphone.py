@@ -19,19 +19,17 @@ import collections
 import contextlib
 import os
 import threading
-import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Iterator
 
 import numpy as np
 
+from .live import LiveSource
 from .pcm import DEFAULT_CHUNK_MS, DEFAULT_SAMPLE_RATE, PcmConverter, Rechunker, chunk_bytes
 from ..errors import AudioError, UsageError
-from ..events import CaptionError
 
 INSTALL_HINT = "install PortAudio and PyAudio: 'make setup', or 'apt install portaudio19-dev' then 'pip install pyaudio'"
 STALL_SECONDS = 3.0  # no audio for this long from a running device: it is gone
-WARN_EVERY_SECONDS = 10.0  # repeated warnings about lost audio, at most this often
 # PortAudio's error numbers, in words a user can act on.
 PORTAUDIO_ERRORS = {
     -9996: "no such device",
@@ -212,7 +210,7 @@ def list_input_devices(all_host_apis: bool = False) -> list[InputDevice]:
         portaudio.close()
 
 
-class MicrophoneSource:
+class MicrophoneSource(LiveSource):
     """Audio from an input device, as 16-bit mono chunks at `sample_rate`.
 
     The device is opened in the constructor, so a bad device fails before any
@@ -230,15 +228,9 @@ class MicrophoneSource:
         duration: float | None = None,
         buffer_seconds: float = 10.0,
     ):
-        self.live = True  # the microphone does not wait: while offline, its audio is kept (bounded)
-        self.sample_rate = sample_rate
-        self.chunk_ms = chunk_ms
-        self.duration = duration
-        self.buffer_seconds = buffer_seconds
-        self.paused = False
+        super().__init__(sample_rate, chunk_ms, duration, buffer_seconds)
         self.overflows = 0  # PortAudio's own input overflows
         self.dropped_ms = 0.0  # audio dropped because the loop fell behind
-        self._report: Callable[[CaptionError], None] | None = None
         self._portaudio = PortAudio()
         try:
             self.device = choose_device(self._portaudio.devices(), device)
@@ -259,17 +251,6 @@ class MicrophoneSource:
         self._status = 0
         self._wake_pending = False
         self._ready: asyncio.Event | None = None
-        self._last_warning: dict[str, float] = {}
-
-    def attach(self, report: Callable[[CaptionError], None]) -> None:
-        """Where to report survived problems (overflows): the engine's on_error."""
-        self._report = report
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
 
     def stop(self) -> None:
         self._stopping = True
@@ -331,14 +312,6 @@ class MicrophoneSource:
             self._warn("dropped", f"captioner fell {self.buffer_seconds:g} s behind the microphone and "
                                   f"dropped {self.dropped_ms / 1000:.1f} s of audio so far")
         return buffers
-
-    def _warn(self, kind: str, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last_warning.get(kind, -WARN_EVERY_SECONDS) < WARN_EVERY_SECONDS:
-            return
-        self._last_warning[kind] = now
-        if self._report is not None:
-            self._report(CaptionError(kind="audio", message=message, fatal=False))
 
     async def chunks(self) -> AsyncIterator[bytes]:
         self._loop = asyncio.get_running_loop()
