@@ -147,9 +147,9 @@ def bench_bleed(quick: bool) -> dict:
     only_meeting = meeting_words - user_words
     real_gate, real_backstop = engine.without_echo, engine.without_repeats
     ways = {
-        "nothing done": (lambda sources: sources, lambda text, meeting: text),
+        "nothing done": (lambda sources: sources, lambda turn, meeting: turn),
         "text backstop alone": (lambda sources: sources, real_backstop),
-        "echo gate alone": (real_gate, lambda text, meeting: text),
+        "echo gate alone": (real_gate, lambda turn, meeting: turn),
         "echo gate + text backstop (captioner)": (real_gate, real_backstop),
     }
     scenarios = [(40, -10.0)] if quick else [(40, -10.0), (120, -10.0), (60, -3.0)]

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from captioner.client.order import MAX_HOLD_SECONDS, TimeOrder
-from captioner.events import Turn
+from captioner.events import Turn, Word
 from captioner.testing import EmbeddedServer, EventRecorder, ServerThread
 from conftest import fixture
 
@@ -174,15 +174,41 @@ def test_with_headphones_there_is_no_echo_and_nothing_is_muted():
     assert gate.tracker.delay is None
 
 
+def said(text: str, channel: str = "mic", start_ms: int | None = None, word_ms: int = 300) -> Turn:
+    """A final; with `start_ms`, its words one after another, `word_ms` each."""
+    tokens = text.split()
+    words = () if start_ms is None else tuple(
+        Word(token, start_ms + i * word_ms, start_ms + (i + 1) * word_ms, 1.0) for i, token in enumerate(tokens))
+    return Turn("s", 0, text, words, True, True, start_ms, start_ms + len(tokens) * word_ms if words else None,
+                channel=channel)
+
+
 def test_a_microphone_final_loses_what_repeats_the_meeting():
     from captioner.client.bleed import without_repeats
 
-    meeting = ["The weather today is sunny with a light breeze from the west."]
-    assert without_repeats("the weather today is sunny with a light", meeting) is None
-    assert without_repeats("yes the weather today is sunny I agree completely with you", meeting) == \
+    meeting = [said("The weather today is sunny with a light breeze from the west.", "meeting")]
+    assert without_repeats(said("the weather today is sunny with a light"), meeting) is None
+    assert without_repeats(said("yes the weather today is sunny I agree completely with you"), meeting).text == \
         "yes I agree completely with you"
-    assert without_repeats("I agree completely", meeting) == "I agree completely"
-    assert without_repeats("hello there", []) == "hello there"
+    assert without_repeats(said("I agree completely"), meeting).text == "I agree completely"
+    assert without_repeats(said("hello there"), []).text == "hello there"
+
+
+def test_with_word_times_a_short_repeat_at_the_echo_time_goes_and_the_same_words_later_stay():
+    from captioner.client.bleed import without_repeats
+
+    # What a clean-clone run produced: the echo before the gate locked, misheard ("a" for
+    # "the") and run into the user's sentence.
+    meeting = [said("the weather today is sunny with the light breeze from the west", "meeting", 540)]
+    mic = said("today is sunny with a light breeze hello this is a short test", start_ms=1040)
+    kept = without_repeats(mic, meeting)
+    assert kept.text == "hello this is a short test"
+    assert [w.text for w in kept.words] == kept.text.split() and kept.start_ms == kept.words[0].start_ms == 1040 + 7 * 300
+    # The user saying two of the meeting's words well after it is not echo.
+    later = said("a light breeze would be nice", start_ms=4000)
+    assert without_repeats(later, meeting).text == "a light breeze would be nice"
+    # Nor, without word times, are two words alone.
+    assert without_repeats(said("hello light breeze is nice today"), meeting).text == "hello light breeze is nice today"
 
 
 def test_on_speakers_the_meeting_is_captioned_once_and_the_user_still_is(tmp_path, pocketsphinx_server):

@@ -18,7 +18,10 @@ drop from a microphone final the words that repeat an overlapping meeting final.
   not 2.5 times that is echo and is muted by 40 dB, so the voice detector and the
   recognizer never hear it. 30 ms of lookahead and 120 ms of hangover keep the user's
   word edges.
-- `without_repeats`: the text backstop, for the time before the tracker locks.
+- `without_repeats`: the text backstop, for the time before the tracker locks: a
+  microphone final loses the words that repeat an overlapping meeting final (with the
+  words' times, a two-word repeat at the echo's time is enough, and a word or two the
+  recognizer misheard beside it goes too).
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ import asyncio
 import re
 from collections import deque
 from difflib import SequenceMatcher
+from dataclasses import replace
 from typing import AsyncIterator
 
 import numpy as np
 
 from ..audio.pcm import AudioSource
+from ..events import Turn
 
 RATE = 16000
 FRAME = 160  # 10 ms
@@ -255,25 +260,89 @@ def _words(text: str) -> list[str]:
     return re.sub(r"[^\w' ]", " ", text.lower().replace("-", " ")).split()
 
 
-def without_repeats(mic_text: str, meeting_texts: list[str]) -> str | None:
-    """A microphone final without the runs of three or more words that repeat an
-    overlapping meeting final (any repeat, for a final of three words or fewer); None when
-    most of it (60%) repeats: then it is the echo, not the user."""
-    tokens = mic_text.split()
-    spoken = [_words(token) for token in tokens]
-    flat = [word for words in spoken for word in words]
-    reference = [word for text in meeting_texts for word in _words(text)]
-    if not flat or not reference:
-        return mic_text
+ALIGNED_MS = (-300, 1000)  # an echo word's start, against the meeting word's: delay plus the recognizers' timing error
+ABSORBED = 2  # words misheard in the echo ("a light" for "the light") dropped beside a repeat
+
+
+class _Spoken:
+    """A final's words, normalised, each with the token it came from and, when the turn's
+    words line up with its text, its start."""
+
+    def __init__(self, turn: Turn):
+        tokens = turn.text.split()
+        timed = len(turn.words) == len(tokens)
+        self.tokens = tokens
+        self.words: list[str] = []
+        self.token_of: list[int] = []
+        self.starts: list[int | None] = []
+        for index, token in enumerate(tokens):
+            for word in _words(token):
+                self.words.append(word)
+                self.token_of.append(index)
+                self.starts.append(turn.words[index].start_ms if timed else None)
+
+
+def _aligned(mic: _Spoken, i: int, meeting: _Spoken, j: int, size: int) -> bool:
+    low, high = ALIGNED_MS
+    pairs = [(mic.starts[i + k], meeting.starts[j + k]) for k in range(size)]
+    return all(a is not None and b is not None and low <= a - b <= high for a, b in pairs)
+
+
+def _repeated(mic: _Spoken, meeting: _Spoken, span: tuple[int, int] | None) -> set[int]:
+    """Indexes of the microphone's words that repeat the meeting: runs of three or more
+    words, of two at the same time (shifted by the echo's delay), any repeat in a final of
+    three words or fewer; and, beside those, up to ABSORBED words heard during the
+    meeting's turn, the echo misheard."""
     repeated: set[int] = set()
-    for block in SequenceMatcher(None, flat, reference, autojunk=False).get_matching_blocks():
-        if block.size >= 3 or (block.size and len(flat) <= 3):
+    for block in SequenceMatcher(None, mic.words, meeting.words, autojunk=False).get_matching_blocks():
+        if block.size >= 3 or (block.size and len(mic.words) <= 3) or \
+                (block.size == 2 and _aligned(mic, block.a, meeting, block.b, 2)):
             repeated.update(range(block.a, block.a + block.size))
-    if len(repeated) >= 0.6 * len(flat):
+    if not repeated or span is None:
+        return repeated
+    runs, run = [], []  # the unrepeated runs, each with what bounds it
+    for index in range(len(mic.words) + 1):
+        if index < len(mic.words) and index not in repeated:
+            run.append(index)
+        elif run:
+            runs.append(run)
+            run = []
+    low, high = span
+    for run in runs:
+        heard_then = all(mic.starts[i] is not None and low <= mic.starts[i] <= high for i in run)
+        beside = run[0] - 1 in repeated or run[-1] + 1 in repeated
+        if len(run) <= ABSORBED and heard_then and beside:
+            repeated.update(run)
+    return repeated
+
+
+def without_repeats(turn: Turn, meeting_finals: list[Turn]) -> Turn | None:
+    """A microphone final without the words that repeat the meeting finals overlapping
+    it; None when most of it (60%) repeats: then it is the echo, not the user."""
+    start, end = turn.start_ms or 0, turn.end_ms or 0
+    overlapping = [t for t in meeting_finals if (t.start_ms or 0) < end + 500 and (t.end_ms or 0) + 1000 > start]
+    mic = _Spoken(turn)
+    if not mic.words or not overlapping:
+        return turn
+    meeting = _Spoken(overlapping[0])
+    for other in overlapping[1:]:
+        more = _Spoken(other)
+        meeting.words += more.words
+        meeting.starts += more.starts
+    span = None
+    if all(t.start_ms is not None and t.end_ms is not None for t in overlapping):
+        span = (min(t.start_ms for t in overlapping) + ALIGNED_MS[0], max(t.end_ms for t in overlapping) + ALIGNED_MS[1])
+    repeated = _repeated(mic, meeting, span)
+    if not repeated:
+        return turn
+    if len(repeated) >= 0.6 * len(mic.words):
         return None
-    kept, index = [], 0
-    for token, words in zip(tokens, spoken):
-        if not words or not all(i in repeated for i in range(index, index + len(words))):
-            kept.append(token)
-        index += len(words)
-    return " ".join(kept) if kept else None
+    dropped = {mic.token_of[i] for i in repeated}
+    dropped -= {mic.token_of[i] for i in range(len(mic.words)) if i not in repeated}  # a token partly the user's stays
+    kept = [index for index in range(len(mic.tokens)) if index not in dropped]
+    if not kept:
+        return None
+    words = tuple(turn.words[i] for i in kept) if len(turn.words) == len(mic.tokens) else turn.words
+    return replace(turn, text=" ".join(mic.tokens[i] for i in kept), words=words,
+                   start_ms=words[0].start_ms if words else turn.start_ms,
+                   end_ms=words[-1].end_ms if words else turn.end_ms)

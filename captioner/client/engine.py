@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from dataclasses import replace
 from typing import Mapping
 
 import pluggy
@@ -167,23 +166,12 @@ class MeetingRun:
         self.dispatcher.emit("on_final", turn=turn)
 
     def _echo_removed(self, turn: Turn) -> Turn | None:
-        """The text backstop against double captions: a microphone final without what it
-        repeats of an overlapping meeting final (None: all of it was the meeting's echo)."""
-        start, end = turn.start_ms or 0, turn.end_ms or 0
+        """The text backstop against double captions (None: all of it was the meeting's echo)."""
         meeting = [*self.recent_meeting_finals, *(t for t in self.order.held() if t.channel == "meeting")]
-        overlapping = [t.text for t in meeting if (t.start_ms or 0) < end + 500 and (t.end_ms or 0) + 1000 > start]
-        text = without_repeats(turn.text, overlapping)
-        if text == turn.text:
-            return turn
-        if text is None:
+        kept = without_repeats(turn, meeting)
+        if kept is None:
             self.tally.echo_finals_dropped += 1
-            return None
-        kept = text.split()
-        words = turn.words
-        if len(words) == len(turn.text.split()):
-            words = tuple(word for word in words if word.text in kept)
-        return replace(turn, text=text, words=words, start_ms=words[0].start_ms if words else turn.start_ms,
-                       end_ms=words[-1].end_ms if words else turn.end_ms)
+        return kept
 
     def audio_level(self, level: AudioLevel) -> None:
         self.dispatcher.emit("on_audio_level", level=level)
