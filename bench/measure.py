@@ -69,7 +69,7 @@ class ServerProcess:
 # ------------------------------------------------------------------ timelines
 
 
-@dataclass
+@dataclass(eq=False)  # a plugin: registered objects must be hashable
 class Timeline:
     """When each event reached a plugin, on the wall clock, from the replay's start."""
 

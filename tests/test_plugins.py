@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import textwrap
 import threading
@@ -59,6 +60,28 @@ def test_a_raising_plugin_does_not_stop_the_others(replay):
     assert sum("boom in a plugin" in e.message for e in plugin_errors) == len(MEETING_FINALS)
     assert any("async boom" in e.message and "on_partial" in e.message for e in plugin_errors)
     assert not any(e.fatal for e in plugin_errors)
+
+
+def test_a_plugin_object_that_cannot_be_hashed_is_refused_with_the_fix(replay):
+    @dataclasses.dataclass
+    class Kept:  # compares by value, so it has no hash
+        finals: list = dataclasses.field(default_factory=list)
+
+        @hookimpl
+        def on_final(self, turn):
+            self.finals.append(turn.text)
+
+    with pytest.raises(UsageError, match=r"plugin Kept cannot be registered: .*@dataclass\(eq=False\)"):
+        replay(HELLO, plugins=[Kept()])
+
+    @dataclasses.dataclass(eq=False)
+    class Fixed:
+        finals: list = dataclasses.field(default_factory=list)
+        on_final = Kept.on_final
+
+    fixed = Fixed()
+    result = replay(HELLO, plugins=[fixed])
+    assert result.error is None and not result.errors and fixed.finals == HELLO_FINALS
 
 
 def test_sync_hooks_run_off_the_event_loop_one_thread_per_plugin(replay):

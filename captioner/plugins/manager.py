@@ -33,6 +33,23 @@ DEFAULT_PLUGINS = {
 }
 
 
+class PluginManager(pluggy.PluginManager):
+    """pluggy's, refusing at registration a plugin object it could not call alone."""
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        # Each hook call reaches one plugin through pluggy's subset_hook_caller, which
+        # keeps plugins in a set: an unhashable one would fail every plugin's calls later.
+        try:
+            hash(plugin)
+        except TypeError:
+            kind = type(plugin).__name__
+            raise UsageError(
+                f"plugin {name or kind} cannot be registered: {kind} objects are unhashable (a @dataclass "
+                "compares by value); declare it @dataclass(eq=False), or give it a __hash__"
+            ) from None
+        return super().register(plugin, name)
+
+
 def build_plugin_manager(
     *,
     modules: Iterable[str] = (),
@@ -40,7 +57,7 @@ def build_plugin_manager(
     environ: Mapping[str, str] = os.environ,
     defaults: bool = True,
 ) -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(GROUP)
+    pm = PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
     if trace_enabled(environ):
         trace_hook_calls(pm)
