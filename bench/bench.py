@@ -18,6 +18,10 @@ Sections (one module each):
   audio resent per reconnect).
 - plugin_bench: each first-party plugin's delay from a final to its output on disk; the
   microphone capture path's CPU share on a virtual microphone.
+- latency_bench: caption latency as a live client sees `captioner serve` (first partial,
+  partial cadence, final delay, CPU per audio second, the same at 1/4/8/12 sessions, and
+  real-speech WER), this checkout's server side by side with the one before the latency
+  work.
 - meeting_bench: the CPU share of capturing both sides of a meeting (PulseAudio and
   PipeWire), and on speakers the meeting words captioned twice and the user's words lost,
   with and without each of the two defences.
@@ -34,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import client_bench
+import latency_bench
 import meeting_bench
 import plugin_bench
 import recognizer_bench
@@ -72,6 +77,7 @@ def markdown(results: dict) -> str:
         "",
     ]
     lines += recognizer_bench.markdown(results["recognizers"]) + [""]
+    lines += latency_bench.markdown(results["latency"]) + [""]
     lines += client_bench.markdown(results["clients"], results["realtime"]) + [""]
     lines += soak_bench.markdown(results["soak"], results["resilience"]) + [""]
     lines += plugin_bench.markdown(results["plugins"], results["capture"]) + [""]
@@ -100,6 +106,7 @@ def main() -> None:
     if not whisper:
         results["recognizers"]["faster-whisper"] = {"skipped": "the captioner-faster-whisper plugin or its test model is not installed"}
 
+    results["latency"] = latency_bench.bench_latency(recognizers, quick)
     results["clients"] = client_bench.compare_clients(loops=1 if quick else 10, rounds=1 if quick else 7)
     results["realtime"] = client_bench.realtime_path("hello" if quick else "meeting")
     results["soak"] = soak_bench.soak(loops=2 if quick else 61)

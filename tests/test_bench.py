@@ -21,6 +21,7 @@ def test_quick_benchmark_writes_both_files(tmp_path):
         section = results["recognizers"][name]
         (row,) = section["rows"]
         assert row["fixture"] == "hello" and 0 <= row["wer"] <= 1 and row["rtf_cpu"] > 0
+        assert row["finals"] >= 1 and row["final_delay_median_s"] is not None  # finals were matched to the script
         assert section["peak_rss_mb"] > 0 and section["concurrency"]["steps"]
     assert results["capture"]["chunks"] == 100 and results["capture"]["cpu_share"] > 0  # 5 s of 50 ms chunks
     plugins = results["plugins"]["plugins"]
@@ -28,6 +29,13 @@ def test_quick_benchmark_writes_both_files(tmp_path):
     assert all(row["finals"] == results["plugins"]["finals"] == 13 for row in plugins.values())
     whisper = results["recognizers"]["faster-whisper"]  # the plugin and its test model are installed by make setup
     assert whisper["rows"][0]["fixture"] == "hello" and whisper["concurrency"]["steps"]
+    latency = results["latency"]["recognizers"]["moonshine"]
+    for label in ("before", "now"):  # a clone has the baseline commit; the quick run measures both servers
+        one = latency[label]["one_session"]
+        assert one["finals"] == one["turns"] == 1 and one["final_median_s"] is not None and one["cpu_per_audio_s"] > 0
+        (step,) = latency[label]["steps"]
+        assert step["sessions"] == 2 and step["turns_without_final"] == 0
+        assert set(latency[label]["real_speech_wer"]) == {"beckett"}
     clients = results["clients"]
     assert set(clients["clients"]) == {"captioner", "sdk-async", "sdk-sync"} and set(clients["ratios"]) == {"sdk-async", "sdk-sync"}
     # Every Turn the fake server sent reached each client's handler, and was matched to its send time.
@@ -48,6 +56,6 @@ def test_quick_benchmark_writes_both_files(tmp_path):
     assert resilience["survived"] and resilience["finals_lost"] == resilience["finals_duplicated"] == 0
     assert resilience["faults_fired"] == resilience["faults_injected"] == 24
     report = (tmp_path / "BENCHMARKS.md").read_text()
-    for heading in ("## captioner's client against the official SDK", "## The real-time audio path", "## Soak", "## Resilience"):
+    for heading in ("## Caption latency", "## captioner's client against the official SDK", "## The real-time audio path", "## Soak", "## Resilience"):
         assert heading in report
     assert "| moonshine | hello |" in report and "| faster-whisper | hello |" in report and results["machine"]["commit"] in report

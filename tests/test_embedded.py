@@ -282,3 +282,29 @@ def test_a_server_key_is_required_when_set():
         assert code == 4001
         with connect(f"{server.url}?sample_rate=16000", additional_headers={"Authorization": "local-secret"}) as ws:
             assert json.loads(ws.recv(timeout=5))["type"] == "Begin"
+
+
+def test_a_recognizer_that_fails_closes_the_session_instead_of_hanging_it():
+    from websockets.asyncio.client import connect as connect_async
+    from websockets.exceptions import ConnectionClosed
+
+    class Fails:  # every decode raises: the decode of the first pause stops the session's analyser
+        name, punctuates = "fails", True
+
+        def new_decoder(self):
+            return SimpleNamespace(transcribe=lambda audio: 1 / 0)
+
+    async def stream(url):
+        async with connect_async(f"{url}?sample_rate=16000") as ws:
+            try:
+                for frame in chunks(pcm("meeting", 6000)):  # more than the server queues after that pause
+                    await ws.send(frame)
+                await ws.send('{"type": "Terminate"}')
+                while True:
+                    await ws.recv()
+            except ConnectionClosed:
+                return ws.close_code
+
+    with ServerThread(EmbeddedServer(Fails())) as server:
+        # The guard is for a hang only: the close comes as soon as the first decode fails.
+        assert asyncio.run(asyncio.wait_for(stream(server.url), 60)) == 1011

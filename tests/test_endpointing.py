@@ -6,6 +6,7 @@ from captioner.server.endpointing import (
     EndpointSettings,
     MayEnd,
     MustEnd,
+    Paused,
     Resumed,
     TurnDetector,
     TurnStarted,
@@ -14,12 +15,14 @@ from captioner.server.endpointing import (
 from captioner.server.wordtimes import estimate_word_times
 
 
-def run(detector, pattern):
-    """Feed '#' (speech) and '.' (silence) frames; return (frame, decision) pairs."""
+def run(detector, pattern, paused=False):
+    """Feed '#' (speech) and '.' (silence) frames; return (frame, decision) pairs (the
+    speculative Paused ones only when asked)."""
     out = []
     for char in pattern:
         for decision in detector.feed(char == "#"):
-            out.append((detector.frame - 1, decision))
+            if paused or not isinstance(decision, Paused):
+                out.append((detector.frame - 1, decision))
     return out
 
 
@@ -92,3 +95,17 @@ def test_estimated_word_times_follow_the_speech():
     assert not any(0.9 < w.start < 1.2 for w in words)  # no word starts in the pause
     assert estimate_word_times("", flags) == ()
     assert len(estimate_word_times("a b", [False] * 4)) == 2  # no speech flagged: spread evenly
+
+
+def test_a_pause_is_said_before_the_turn_may_end_with_where_its_audio_would_end():
+    detector = TurnDetector(settings(min_turn_silence_ms=300, postroll_ms=240, paused_ms=90))
+    decisions = run(detector, "######" + "....." + "##" + "." * 12, paused=True)
+    kinds = [type(d).__name__ for _, d in decisions]
+    # A pause 90 ms after the speech; speech comes back: resumed, and the final decoded
+    # meanwhile is thrown away; then a pause again, and MayEnd.
+    assert kinds == ["TurnStarted", "Paused", "Resumed", "Paused", "MayEnd"]
+    (_, first), (_, second) = [(f, d) for f, d in decisions if isinstance(d, Paused)]
+    assert (first.heard_frame, first.end_frame) == (6 + 3, 6 + 8)  # heard 90 ms of the 240 ms postroll
+    assert (second.heard_frame, second.end_frame) == (13 + 3, 13 + 8)
+    may_end = decisions[-1][1]
+    assert may_end.end_frame == second.end_frame  # the same audio: the speculative decode is the candidate

@@ -33,11 +33,15 @@ class DecodePool:
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="captioner-decode")
         self._local = threading.local()
         self.busy = 0  # decodes queued or running
+        # Whether the decoders go on where the last partial left off (transcribe_partial):
+        # known once the first one is made.
+        self.streams: bool | None = None
 
     def _decode(self, audio: np.ndarray, partial: bool) -> tuple[Transcription, float]:
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
             decoder = self._local.decoder = self.recognizer.new_decoder()
+            self.streams = hasattr(decoder, "transcribe_partial")
         streams = partial and hasattr(decoder, "transcribe_partial")
         started = time.perf_counter()
         transcription = decoder.transcribe_partial(audio) if streams else decoder.transcribe(audio)

@@ -5,7 +5,10 @@ if the words so far sound complete; after `max_turn_silence` it *must* end. Here
 turn may end (`MayEnd`) after the short silence, and the server ends it if the
 recognizer's text ends a sentence (. ? !) or if the recognizer does not punctuate at
 all; otherwise it waits for speech to resume (`Resumed`) or the long silence
-(`MustEnd`). A turn longer than `max_turn_ms` is cut at its next short pause, and at
+(`MustEnd`). Earlier still, after `paused_ms` of silence, `Paused` lets the server
+start decoding the final speculatively (the rest of the postroll taken as silence), so
+that it is ready when the silence says the turn has ended; if speech resumes first,
+that decode is thrown away. A turn longer than `max_turn_ms` is cut at its next short pause, and at
 `hard_max_turn_ms` anywhere, so no turn is held forever and decoding stays bounded.
 """
 
@@ -25,6 +28,7 @@ class EndpointSettings:
     hard_max_turn_ms: int = 20_000  # then cut anywhere
     preroll_ms: int = 240  # audio kept before the first speech frame, so no onset is clipped
     postroll_ms: int = 240  # and after the last one
+    paused_ms: int = 250  # a pause this long says Paused: the final's decode may start
 
 
 ONSET_WINDOW, ONSET_NEEDED = 5, 3  # speech starts when 3 of the last 5 frames are speech
@@ -34,6 +38,12 @@ PAUSE_MS = 150
 @dataclass(frozen=True)
 class TurnStarted:
     start_frame: int  # first frame of the turn's audio, preroll included
+
+
+@dataclass(frozen=True)
+class Paused:
+    end_frame: int  # the turn's audio would end here, postroll included, if the silence goes on
+    heard_frame: int  # the audio heard so far; the rest of the postroll is taken as silence
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,7 @@ class MustEnd:
     end_frame: int
 
 
-Decision = TurnStarted | MayEnd | Resumed | MustEnd
+Decision = TurnStarted | Paused | MayEnd | Resumed | MustEnd
 
 
 @dataclass
@@ -62,6 +72,7 @@ class TurnDetector:
     start_frame: int = 0
     last_speech: int = -1  # last frame of a speech run (two speech frames in a row)
     may_end_sent: bool = False
+    paused_sent: bool = False
     speech_flags: list[bool] = field(default_factory=list)  # the current turn's, from start_frame
     _recent: deque = field(default_factory=lambda: deque(maxlen=ONSET_WINDOW))
     _floor: int = 0  # a turn's audio never reaches back before the previous turn's end
@@ -78,7 +89,7 @@ class TurnDetector:
             self.in_turn = True
             self.start_frame = max(self._floor, first_speech - frames_of(self.settings.preroll_ms))
             self.last_speech = now
-            self.may_end_sent = False
+            self.may_end_sent = self.paused_sent = False
             self.speech_flags = [False] * (first_speech - self.start_frame) + list(self._recent)[-(now - first_speech + 1):]
             return [TurnStarted(self.start_frame)]
 
@@ -86,8 +97,8 @@ class TurnDetector:
         decisions: list[Decision] = []
         if is_speech and previous:
             self.last_speech = now
-            if self.may_end_sent:
-                self.may_end_sent = False
+            if self.paused_sent:
+                self.may_end_sent = self.paused_sent = False
                 decisions.append(Resumed())
         silence_ms = (now - self.last_speech) * FRAME_MS
         length_ms = (now + 1 - self.start_frame) * FRAME_MS
@@ -98,9 +109,13 @@ class TurnDetector:
             or (length_ms >= settings.max_turn_ms and silence_ms >= PAUSE_MS)
         ):
             decisions.append(self._end())
-        elif silence_ms >= settings.min_turn_silence_ms and not self.may_end_sent:
-            self.may_end_sent = True
-            decisions.append(MayEnd(self.end_frame))
+        else:
+            if silence_ms >= min(settings.paused_ms, settings.min_turn_silence_ms) and not self.paused_sent:
+                self.paused_sent = True
+                decisions.append(Paused(self.last_speech + 1 + frames_of(settings.postroll_ms), self.frame))
+            if silence_ms >= settings.min_turn_silence_ms and not self.may_end_sent:
+                self.may_end_sent = True
+                decisions.append(MayEnd(self.end_frame))
         return decisions
 
     @property

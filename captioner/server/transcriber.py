@@ -7,10 +7,21 @@ so turn boundaries come out the same at any replay speed. The lane runs the jobs
 a time, in order, so a turn's final always precedes the next turn's partials, and turns
 each result into the service's wire messages (`turn_update`, `formatted`).
 
-Partials decode the turn in progress at most once per `partial_interval_ms` of audio,
-never while another partial of the session is waiting, and never faster than the pool
-can afford (`PartialSchedule`); finals always run. A decoder that streams
-(`transcribe_partial`) goes on where the last partial left off.
+Latency, measured in BENCHMARKS.md, comes from three places, and each is worked on:
+
+- The first words: a first partial once `first_partial_ms` of speech is heard, then one
+  every `partial_interval_ms` of audio, never while another partial of the session is
+  waiting, and never faster than the pool can afford (`PartialSchedule`); finals always
+  run. A decoder that streams (`transcribe_partial`) goes on where the last partial left
+  off; one that does not decodes at most the last `partial_window_ms` of the turn for a
+  partial, and the words before that window are kept from the partials before
+  (`merge_window`), so a partial costs the same however long the turn.
+- The final: a short pause (`Paused`) starts the final's decode speculatively (the
+  postroll not yet heard taken as silence), so it is ready when the silence confirms the
+  end; if speech resumes first, that decode is thrown away, never published.
+- The end of a turn is decided from silence and text: a final that ends a sentence
+  closes the turn after `min_turn_silence_ms`, one that does not waits for
+  `max_turn_silence_ms`.
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ from .endpointing import (
     EndpointSettings,
     MayEnd,
     MustEnd,
+    Paused,
+    Resumed,
     TurnDetector,
     TurnStarted,
     frames_of,
@@ -50,8 +63,10 @@ class RecognitionSettings:
 
     min_turn_silence_ms: int = 400  # the service's defaults, when the client sets none
     max_turn_silence_ms: int = 800  # shorter than the service's 1280: our "sounds complete" test is weaker
-    partial_interval_ms: int = 1000
-    partial_cpu_share: float = 0.35  # at most this share of a worker's time on one session's partials
+    first_partial_ms: int = 300  # speech heard before the first partial
+    partial_interval_ms: int = 400
+    partial_window_ms: int = 1000  # a partial of a decoder that does not stream decodes at most this
+    partial_cpu_share: float = 0.2  # at most this share of a worker's time on one session's partials
     max_pending_finals: int = 1  # beyond, reading audio waits: pushes back on a client sending too fast
 
 
@@ -64,6 +79,7 @@ class Job:
     audio: np.ndarray  # copied when the job is made: the session's buffer moves on
     flags: list[bool]  # the voice detector's verdict per frame, for estimating word times
     transcription: Transcription | None = None  # already decoded
+    window: bool = False  # a partial of the turn's last stretch only, not from its start
 
 
 class TurnAudio:
@@ -94,14 +110,16 @@ class PartialSchedule:
 
     def __init__(self, settings: RecognitionSettings, pool: DecodePool):
         self.every = settings.partial_interval_ms // FRAME_MS
+        # The detector says a turn started after ONSET_WINDOW frames of it at most.
+        self.first = max(1, frames_of(settings.first_partial_ms) - ONSET_WINDOW)
         self.share = settings.partial_cpu_share
         self.pool = pool
         self.next_frame = 0
         self.waiting = False  # a partial job is queued or decoding
         self.ready_at = 0.0  # wall clock: the CPU budget allows the next partial then
 
-    def turn_started(self, start_frame: int) -> None:
-        self.next_frame = start_frame + self.every
+    def turn_started(self, now: int) -> None:
+        self.next_frame = now + self.first
 
     def due(self, frame: int, pending_finals: int) -> bool:
         """Whether to decode a partial at `frame`; if so, it is counted as waiting."""
@@ -119,6 +137,41 @@ class PartialSchedule:
 
     def decoded(self, extra_seconds: float) -> None:
         self.ready_at = time.monotonic() + extra_seconds / self.share
+
+
+class Speculation:
+    """The final's decode, started at a pause (`Paused`) before the silence confirms that
+    the turn ended: used if it ends there, thrown away, never published, if speech resumes."""
+
+    def __init__(self, pool: DecodePool):
+        self.pool = pool
+        self.pending: tuple[int, asyncio.Future] | None = None  # (the turn's end frame, its decode)
+        self.dropped = 0
+
+    def start(self, end_frame: int, heard: np.ndarray, frames: int) -> None:
+        """Decode `heard` as the turn's first `frames`, the rest taken as silence."""
+        audio = np.concatenate([heard, np.zeros(frames * FRAME_SAMPLES - len(heard), dtype="<i2")])
+        self.pending = (end_frame, asyncio.ensure_future(self.pool.transcribe(audio)))
+
+    def keep(self, end_frame: int, transcription: Transcription) -> None:
+        """A decode made otherwise, for a later decision on the same end to reuse."""
+        future = asyncio.get_running_loop().create_future()
+        future.set_result((transcription, 0.0))
+        self.pending = (end_frame, future)
+
+    def drop(self) -> None:
+        """Speech resumed: the decode is wrong now."""
+        if self.pending is not None:
+            self.pending[1].cancel()
+            self.pending = None
+            self.dropped += 1
+
+    async def result(self, end_frame: int) -> Transcription | None:
+        """The decode of the turn ending at `end_frame`, if one was started."""
+        if self.pending is None or self.pending[0] != end_frame:
+            return None
+        transcription, _ = await self.pending[1]
+        return transcription
 
 
 _FORCE_END = object()
@@ -140,6 +193,9 @@ class RecognizerTranscriber:
         self.frames = Rechunker(FRAME_BYTES)
         self.audio = TurnAudio()
         self.partials = PartialSchedule(settings, pool)
+        self.window_frames = frames_of(settings.partial_window_ms)
+        self.speculation = Speculation(pool)
+        self.shown: tuple[int, tuple[WireWord, ...]] = (0, ())  # (turn, the words its last partial showed)
         self.turn = 0  # TurnStarted count: the id of the turn in progress (or the last one)
         self.turn_order = 0  # of the next final to emit
         self.pending_finals = 0
@@ -156,23 +212,26 @@ class RecognizerTranscriber:
     async def accept(self, pcm: bytes) -> None:
         samples = np.frombuffer(pcm, dtype="<i2")
         for frame in self.frames.feed(self.converter.convert(samples)):
-            await self.inbox.put(frame)
+            await self._put(frame)
 
     async def force_endpoint(self) -> None:
-        await self.inbox.put(_FORCE_END)
+        await self._put(_FORCE_END)
 
     async def update(self, settings: dict) -> None:
-        await self.inbox.put(settings)
+        await self._put(settings)
 
     async def finish(self) -> None:
         tail = self.frames.flush(pad=True)
         if tail:
-            await self.inbox.put(tail)
-        await self.inbox.put(_FORCE_END)
-        await self.inbox.put(None)
+            await self._put(tail)
+        await self._put(_FORCE_END)
+        await self._put(None)
         await self.analyser
         self.lane.put_nowait(None)
         await self.worker
+
+    async def _put(self, item) -> None:
+        await put_watched(self.inbox, item, (self.analyser, self.worker))
 
     async def close(self) -> None:
         for task in (self.analyser, self.worker):
@@ -211,19 +270,27 @@ class RecognizerTranscriber:
         if not detector.in_turn:
             # Between turns keep only what a new turn's preroll could reach back to.
             self.audio.trim(now - frames_of(detector.settings.preroll_ms) - ONSET_WINDOW)
-        elif self.partials.due(now, self.pending_finals):
-            self.lane.put_nowait(self._job("partial", detector.start_frame, now))
+        elif not detector.paused_sent and sum(detector.speech_flags) >= MIN_SPEECH_FRAMES \
+                and self.partials.due(now, self.pending_finals):  # in a pause the words stay as they are
+            start = detector.start_frame
+            if self.pool.streams is False and now - start > self.window_frames:
+                start = now - self.window_frames  # the same cost however long the turn
+            self.lane.put_nowait(replace(self._job("partial", start, now), window=start > detector.start_frame))
 
     async def _decide(self, decisions) -> None:
         for decision in decisions:
             if isinstance(decision, TurnStarted):
                 self.turn += 1
-                self.partials.turn_started(decision.start_frame)
+                self.partials.turn_started(self.detector.frame)
                 self.audio.trim(decision.start_frame)
+            elif isinstance(decision, Paused):
+                self._speculate(decision)
+            elif isinstance(decision, Resumed):
+                self.speculation.drop()
             elif isinstance(decision, MayEnd):
                 await self._may_end(decision.end_frame)
             elif isinstance(decision, MustEnd):
-                self._final(decision.end_frame)
+                self._final(decision.end_frame, await self.speculation.result(decision.end_frame))
 
     async def _may_end(self, end_frame: int) -> None:
         """A short pause: end the turn here if its text sounds complete, else show what
@@ -233,13 +300,25 @@ class RecognizerTranscriber:
             detector.close_turn(end_frame)  # without punctuation it cannot judge: end here
             self._final(end_frame)
             return
-        job = self._job("candidate", detector.start_frame, end_frame)
-        transcription, _ = await self.pool.transcribe(job.audio)
+        transcription = await self.speculation.result(end_frame)
+        if transcription is None:
+            transcription, _ = await self.pool.transcribe(self._job("candidate", detector.start_frame, end_frame).audio)
+            self.speculation.keep(end_frame, transcription)  # the long pause reuses it
         if transcription.text.rstrip().endswith(SENTENCE_END):
             detector.close_turn(end_frame)
             self._final(end_frame, transcription)
         elif transcription.text:
+            job = self._job("candidate", detector.start_frame, end_frame)
             self.lane.put_nowait(replace(job, transcription=transcription))  # shown as a partial
+
+    def _speculate(self, pause: Paused) -> None:
+        """Start decoding the turn as it would end if the silence goes on: its final, the
+        postroll not yet heard taken as silence (digital silence decodes as the room's
+        does). Only for a recognizer that judges turn ends by their text (the others end
+        the turn at the short pause anyway) and does not stream (a streaming final is cheap)."""
+        if self.punctuates and self.pool.streams is False:
+            heard = self.audio.samples(self.detector.start_frame, min(pause.heard_frame, pause.end_frame))
+            self.speculation.start(pause.end_frame, heard, pause.end_frame - self.detector.start_frame)
 
     def _final(self, end_frame: int, transcription: Transcription | None = None) -> None:
         self.pending_finals += 1
@@ -271,7 +350,11 @@ class RecognizerTranscriber:
             if job.kind == "partial":
                 self.partials.waiting = False
         if transcription.text and self._still_open(job.turn):
-            self.emit(turn_update(transcription, job, self.turn_order, final=False))
+            update = turn_update(transcription, job, self.turn_order, final=False)
+            if job.window:
+                update = merge_window(self.shown[1] if self.shown[0] == job.turn else (), update, job.start_frame * FRAME_MS)
+            self.shown = (job.turn, update.words)
+            self.emit(update)
 
     def _still_open(self, turn: int) -> bool:
         return turn == self.turn and self.detector.in_turn
@@ -279,7 +362,9 @@ class RecognizerTranscriber:
     async def _run_final(self, job: Job) -> None:
         try:
             transcription = job.transcription
-            if transcription is None and sum(job.flags) >= MIN_SPEECH_FRAMES:
+            if sum(job.flags) < MIN_SPEECH_FRAMES:
+                transcription = None  # a cough or a click, whatever a decode made of it
+            elif transcription is None:
                 transcription, _ = await self.pool.transcribe(job.audio)
             if transcription is not None and transcription.text:
                 final = turn_update(transcription, job, self.turn_order, final=True)
@@ -291,6 +376,37 @@ class RecognizerTranscriber:
             self.pending_finals -= 1
             if self.pending_finals <= self.settings.max_pending_finals:
                 self.finals_drained.set()
+
+
+SEAM_MS = 150  # a window decode's first words may be cut: the previous partial's are kept there
+
+
+def merge_window(shown: tuple[WireWord, ...], update: TurnUpdate, window_start_ms: int) -> TurnUpdate:
+    """A partial of the turn's last stretch, with the words before it kept from the
+    partial before: the earlier words, decoded with more context, up to a seam just into
+    the window; the window's words from there."""
+    seam = window_start_ms + SEAM_MS
+    kept = [word for word in shown if (word.start + word.end) / 2 < seam]
+    fresh = [word for word in update.words if (word.start + word.end) / 2 >= seam]
+    words = tuple(replace(word, is_final=True) for word in kept) + tuple(fresh)
+    settled = words[:-1]
+    return replace(update, words=words, transcript=" ".join(word.text for word in settled))
+
+
+async def put_watched(queue: asyncio.Queue, item, readers: tuple[asyncio.Task, ...]) -> None:
+    """Put `item` in `queue`; if a task that reads it has failed, raise its error rather
+    than wait for ever on a queue nobody reads (the server then closes the session 1011)."""
+    if not queue.full():
+        queue.put_nowait(item)
+        return
+    put = asyncio.ensure_future(queue.put(item))
+    await asyncio.wait({put, *readers}, return_when=asyncio.FIRST_COMPLETED)
+    if not put.done():
+        put.cancel()
+        for task in readers:
+            if task.done():
+                task.result()  # raises what stopped it
+        raise RuntimeError("the transcriber stopped")
 
 
 def _given(value: int | None, default: int) -> int:
