@@ -22,6 +22,8 @@ Sections (one module each):
   partial cadence, final delay, CPU per audio second, the same at 1/4/8/12 sessions, and
   real-speech WER), this checkout's server side by side with the one before the latency
   work.
+- scale_bench: `captioner serve --workers 1` against one worker per core: sessions
+  sustained per recognizer, and peak memory per worker.
 - meeting_bench: the CPU share of capturing both sides of a meeting (PulseAudio and
   PipeWire), and on speakers the meeting words captioned twice and the user's words lost,
   with and without each of the two defences.
@@ -42,6 +44,7 @@ import latency_bench
 import meeting_bench
 import plugin_bench
 import recognizer_bench
+import scale_bench
 import soak_bench
 from measure import ROOT
 
@@ -78,6 +81,7 @@ def markdown(results: dict) -> str:
     ]
     lines += recognizer_bench.markdown(results["recognizers"]) + [""]
     lines += latency_bench.markdown(results["latency"]) + [""]
+    lines += scale_bench.markdown(results["workers"]) + [""]
     lines += client_bench.markdown(results["clients"], results["realtime"]) + [""]
     lines += soak_bench.markdown(results["soak"], results["resilience"]) + [""]
     lines += plugin_bench.markdown(results["plugins"], results["capture"]) + [""]
@@ -107,6 +111,7 @@ def main() -> None:
         results["recognizers"]["faster-whisper"] = {"skipped": "the captioner-faster-whisper plugin or its test model is not installed"}
 
     results["latency"] = latency_bench.bench_latency(recognizers, quick)
+    results["workers"] = scale_bench.bench_workers(recognizers, quick)
     results["clients"] = client_bench.compare_clients(loops=1 if quick else 10, rounds=1 if quick else 7)
     results["realtime"] = client_bench.realtime_path("hello" if quick else "meeting")
     results["soak"] = soak_bench.soak(loops=2 if quick else 61)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,7 +72,9 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         if recognizer != "faster-whisper":
             env["CAPTIONER_LOAD_PLUGINS"] = ""  # the default plugins only: what this checkout ships
-        command = [sys.executable, "-m", "captioner", "serve", "--port", "0", "--recognizer", recognizer, *extra]
+        # One process on both sides: the "before" server had no worker processes.
+        workers = ["--workers", "1"] if checkout == ROOT else []
+        command = [sys.executable, "-m", "captioner", "serve", "--port", "0", "--recognizer", recognizer, *workers, *extra]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         cwd=checkout, env=env)
         self.url = self.process.stdout.readline().strip()
@@ -84,7 +87,7 @@ class Server:
 
     def stop(self) -> float:
         peak = memory_mb(self.process.pid)
-        self.process.terminate()
+        self.process.send_signal(signal.SIGINT)  # at once: SIGTERM would drain
         self.process.wait(timeout=20)
         return peak
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,7 +63,7 @@ class ServerProcess:
         return memory_mb(self.process.pid)
 
     def stop(self) -> None:
-        self.process.terminate()
+        self.process.send_signal(signal.SIGINT)  # at once: SIGTERM would drain
         self.process.wait(timeout=20)
 
 

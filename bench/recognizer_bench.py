@@ -40,7 +40,7 @@ def whisper_model() -> str | None:
 
 
 def bench_recognizer(name: str, clips: list[str], max_sessions: int, concurrency_clip: str, extra: list[str] = ()) -> dict:
-    server = ServerProcess(name, extra)
+    server = ServerProcess(name, ["--workers", "1", *extra])  # one process: its CPU and memory are the server's
     try:
         rows = []
         for clip in clips:

@@ -27,6 +27,9 @@ packages_for() {
             # A browser for the overlay plugin's page tests (Playwright drives it; its own
             # browser download is not reachable from here).
             echo chromium
+            # A real load balancer in front of two `captioner serve` instances (the drain
+            # test); any nginx will do, so an installed one is kept.
+            command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || echo nginx
             ;;
         # The voices and tools fixtures/generate.py uses.
         fixtures) echo festival festvox-us-slt-hts ;;

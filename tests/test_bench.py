@@ -36,6 +36,9 @@ def test_quick_benchmark_writes_both_files(tmp_path):
         (step,) = latency[label]["steps"]
         assert step["sessions"] == 2 and step["turns_without_final"] == 0
         assert set(latency[label]["real_speech_wer"]) == {"beckett"}
+    workers = results["workers"]["recognizers"]["moonshine"]  # --workers 1 and one per core
+    assert set(workers) == {"1", str(results["machine"]["cores"])}
+    assert all(row["steps"] and row["peak_rss_mb_per_worker"] > 0 for row in workers.values())
     clients = results["clients"]
     assert set(clients["clients"]) == {"captioner", "sdk-async", "sdk-sync"} and set(clients["ratios"]) == {"sdk-async", "sdk-sync"}
     # Every Turn the fake server sent reached each client's handler, and was matched to its send time.
@@ -56,6 +59,6 @@ def test_quick_benchmark_writes_both_files(tmp_path):
     assert resilience["survived"] and resilience["finals_lost"] == resilience["finals_duplicated"] == 0
     assert resilience["faults_fired"] == resilience["faults_injected"] == 24
     report = (tmp_path / "BENCHMARKS.md").read_text()
-    for heading in ("## Caption latency", "## captioner's client against the official SDK", "## The real-time audio path", "## Soak", "## Resilience"):
+    for heading in ("## Caption latency", "## Worker processes", "## captioner's client against the official SDK", "## The real-time audio path", "## Soak", "## Resilience"):
         assert heading in report
     assert "| moonshine | hello |" in report and "| faster-whisper | hello |" in report and results["machine"]["commit"] in report

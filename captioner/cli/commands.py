@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from dataclasses import replace
 from typing import Callable, Sequence
@@ -34,7 +35,8 @@ from ..protocol import codec, v3
 from ..protocol.messages import SessionParams
 from ..runner import meeting_engine, prepare_meeting
 from ..server.embedded import EmbeddedServer
-from ..server.recognizer import load_recognizer
+from ..server.recognizer import load_recognizer, recognizer_registration
+from ..server.workers import Supervisor, listening_socket
 from ..urls import is_local, is_loopback_host
 from . import config_file as config_files
 from .live import caption_until_stopped
@@ -54,6 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(argv: list[str]) -> int:
+    args, pm = parse(argv)
+    function = getattr(args, "command_function", None) or COMMANDS[args.command_name]
+    return function(args, pm)
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, pluggy.PluginManager]:
+    """The command line (with the config file and the plugins it selects) and the plugins."""
     argv = attach_opaque_values(argv)
     early = plugin_selection_parser(add_help=False).parse_known_args(argv)[0]
     pm = build_plugin_manager(modules=early.plugins or (), disabled=early.disabled or ())
@@ -63,9 +72,8 @@ def run(argv: list[str]) -> int:
     if config_file is not None:
         config_files.apply(commands, config_file)
     args = parser.parse_args(argv)
-    args.config_file, args.commands = config_file, commands
-    function = getattr(args, "command_function", None) or COMMANDS[args.command_name]
-    return function(args, pm)
+    args.config_file, args.commands, args.argv = config_file, commands, argv
+    return args, pm
 
 
 # ---------------------------------------------------------------- captioning
@@ -230,16 +238,48 @@ def command_serve(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
             f"--host {args.host} is reachable from other machines: set CAPTIONER_SERVER_KEY, "
             "which clients then send as their API key (ASSEMBLYAI_API_KEY)"
         )
+    workers = args.workers or os.cpu_count() or 1
+    if workers == 1:
+        server, announcement = _embedded_server(args, pm, key)
+        return _serve_until_interrupted(server, announcement, drain_seconds=args.drain_seconds)
+    recognizer_registration(PluginHooks(pm), args.recognizer)  # a wrong name is said once, not by every worker
+    try:
+        sock = listening_socket(args.host, args.port)
+    except OSError as error:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {_reason(error)}") from None
+    host, port = sock.getsockname()[:2]
+    url = f"ws://{f'[{host}]' if ':' in host else host}:{port}{v3.PATH}"
+    announcement = (f"captioner: serving the {args.recognizer} recognizer in {workers} worker processes; "
+                    "Ctrl-C stops, SIGTERM drains")
+    return Supervisor(serve_worker, args.argv, workers, sock).run(url, announcement)
+
+
+def serve_worker(argv: list[str], sock, index: int, ready) -> None:
+    """One worker process of `serve --workers N`: the same command line, served on the
+    supervisor's socket. Says it is ready once its models are loaded. Stopped while it
+    starts, it has nothing to drain and exits 0."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # until serving replaces it with draining
+    try:
+        args, pm = parse(argv)
+        server, _ = _embedded_server(args, pm, os.environ.get("CAPTIONER_SERVER_KEY") or None, sock)
+        _serve_until_interrupted(server, drain_seconds=args.drain_seconds, started=lambda: ready.put(index))
+    except KeyboardInterrupt:
+        pass
+    except CaptionerError as error:
+        print(f"captioner: error: worker {index}: {error}", file=sys.stderr, flush=True)
+        sys.exit(error.exit_code)
+
+
+def _embedded_server(args: argparse.Namespace, pm: pluggy.PluginManager, key: str | None, sock=None):
     config = Config("serve", _options(args), pm)
     hooks = PluginHooks(pm)
     recognizer = load_recognizer(hooks, args.recognizer, config)
     hooks.configure(config)
-
-    server = EmbeddedServer(recognizer, host=args.host, port=args.port, api_key=key, workers=args.decode_workers)
-    return _serve_until_interrupted(
-        server, f"captioner: serving the {args.recognizer} recognizer with {server.pool.workers} decoding "
-        "thread(s); Ctrl-C stops"
-    )
+    # Worker processes share the cores: one decoding thread each unless told otherwise.
+    threads = args.decode_workers or (1 if sock is not None else None)
+    server = EmbeddedServer(recognizer, host=args.host, port=args.port, api_key=key, workers=threads, sock=sock)
+    return server, (f"captioner: serving the {args.recognizer} recognizer with {server.pool.workers} decoding "
+                    "thread(s); Ctrl-C stops, SIGTERM drains")
 
 
 def command_plugins(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
@@ -260,19 +300,38 @@ def command_fake_server(args: argparse.Namespace, pm: pluggy.PluginManager) -> i
     return _serve_until_interrupted(server)
 
 
-def _serve_until_interrupted(server, announcement: str | None = None) -> int:
-    """Start `server`, print its URL (the first line of stdout, for scripts), serve until Ctrl-C."""
+def _serve_until_interrupted(server, announcement: str | None = None, *, drain_seconds: float = 0,
+                             started: Callable[[], None] | None = None) -> int:
+    """Start `server`, print its URL (the first line of stdout, for scripts), serve until
+    Ctrl-C, or until SIGTERM has drained it (a second SIGTERM stops at once)."""
 
     async def serve() -> None:
         try:
             await server.start()
         except OSError as error:
             raise UsageError(f"cannot listen on {server.host}:{server.port}: {_reason(error)}") from None
-        print(server.url, flush=True)
+        if started is None:
+            print(server.url, flush=True)
+        else:
+            started()
         if announcement:
             print(announcement, file=sys.stderr, flush=True)
+        stopped = asyncio.get_running_loop().create_future()
+        drained: list[asyncio.Task] = []
+
+        def terminate() -> None:
+            if drained:  # the second SIGTERM
+                drained[0].cancel()
+                return
+            drained.append(asyncio.create_task(server.drain(drain_seconds)))
+            drained[0].add_done_callback(lambda _: stopped.done() or stopped.set_result(None))
+
         try:
-            await asyncio.Future()  # until interrupted
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
+        except NotImplementedError:  # Windows: no SIGTERM to drain on; Ctrl-C still stops
+            pass
+        try:
+            await stopped
         finally:
             await server.stop()
 

@@ -52,14 +52,21 @@ _chunk_ms = _whole_number(50, 1000, "the service takes chunks of 50 to 1000 ms")
 _port = _whole_number(0, 65535, "not a port number (0 to 65535)")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
+def _number(positive: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (value > 0 if positive else value >= 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be {'positive' if positive else '0 or more'}: {text}")
+        return value
+
+    return parse
+
+
+_positive_float = _number(positive=True)
+_non_negative_float = _number(positive=False)
 
 
 # Options whose value is an opaque string that may begin with "-" (a temporary
@@ -217,6 +224,12 @@ def _serve_command(commands, selection: Parser, hooks: PluginHooks) -> None:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1; another address needs CAPTIONER_SERVER_KEY)")
     serve.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: a free one)")
+    serve.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="worker processes sharing the port, each with its own models "
+                       "(default: one per core; each has one decoding thread unless --decode-workers says)")
+    serve.add_argument("--drain-seconds", type=_non_negative_float, default=25.0, metavar="S",
+                       help="on SIGTERM, how long open sessions may go on before they are closed so their clients "
+                       "resume elsewhere (default 25: under Kubernetes' default 30 s grace period)")
     serve.set_defaults(command_name="serve")
 
 

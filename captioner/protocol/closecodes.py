@@ -10,6 +10,7 @@ NORMAL = 1000
 MESSAGE_TOO_BIG = 1009
 
 MEANINGS: dict[int, str] = {
+    1012: "service restart",  # a `captioner serve` that drains: resume on another instance
     1013: "temporary server condition",
     3005: "server error",
     3006: "input validation error",

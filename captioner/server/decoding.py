@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import metrics
 from .recognizer import Recognizer, Transcription
 
 
@@ -37,15 +38,33 @@ class DecodePool:
         # known once the first one is made.
         self.streams: bool | None = None
 
-    def _decode(self, audio: np.ndarray, partial: bool) -> tuple[Transcription, float]:
+    def _decoder(self):
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
             decoder = self._local.decoder = self.recognizer.new_decoder()
             self.streams = hasattr(decoder, "transcribe_partial")
+        return decoder
+
+    def _decode(self, audio: np.ndarray, partial: bool) -> tuple[Transcription, float]:
+        decoder = self._decoder()
         streams = partial and hasattr(decoder, "transcribe_partial")
         started = time.perf_counter()
         transcription = decoder.transcribe_partial(audio) if streams else decoder.transcribe(audio)
-        return transcription, 0.0 if streams else time.perf_counter() - started
+        took = time.perf_counter() - started
+        metrics.DECODE_SECONDS.labels("partial" if partial else "final").observe(took)
+        return transcription, 0.0 if streams else took
+
+    async def warm(self) -> None:
+        """Make every worker's decoder now (loading its model), so that a server that says
+        it is ready does not make its first sessions wait."""
+        barrier = threading.Barrier(self.workers)  # one job per thread: each waits for the others
+
+        def make() -> None:
+            self._decoder()
+            barrier.wait(timeout=300)
+
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._executor, make) for _ in range(self.workers)))
 
     async def transcribe(self, audio: np.ndarray, partial: bool = False) -> tuple[Transcription, float]:
         """The transcription, and the seconds of decoding it added: a partial's audio is the
@@ -53,10 +72,12 @@ class DecodePool:
         is extra), while a streaming one goes on where it left off, doing work the final
         would have had to do anyway (none is)."""
         self.busy += 1
+        metrics.DECODE_BUSY.inc()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._decode, audio, partial)
         finally:
             self.busy -= 1
+            metrics.DECODE_BUSY.dec()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

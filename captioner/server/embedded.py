@@ -32,6 +32,7 @@ class EmbeddedServer(StreamingServer):
         # idle 30 s are closed, at most 16 at once, each at most 4 hours (captioner's
         # client reconnects seamlessly when a session reaches it).
         limits: ServerLimits = ServerLimits(idle_timeout=30, max_sessions=16, max_session_seconds=4 * 3600),
+        sock=None,
     ):
         self.pool = DecodePool(recognizer, workers)
         self.recognition = settings
@@ -41,7 +42,13 @@ class EmbeddedServer(StreamingServer):
             port=port,
             api_key=api_key,
             limits=limits,
+            sock=sock,
         )
+
+    async def start(self) -> EmbeddedServer:
+        await self.pool.warm()  # ready means the models are loaded
+        await super().start()
+        return self
 
     async def stop(self) -> None:
         await super().stop()

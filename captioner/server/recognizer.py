@@ -70,13 +70,18 @@ def registered_recognizers(hooks: PluginHooks) -> dict[str, Registration]:
     return hooks.registrations("register_recognizers", "recognizer")
 
 
-def load_recognizer(hooks: PluginHooks, name: str, config: object) -> Recognizer:
+def recognizer_registration(hooks: PluginHooks, name: str) -> Registration:
     entries = registered_recognizers(hooks)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
         raise UsageError(f"unknown recognizer {name!r}; installed: {known}")
+    return entries[name]
+
+
+def load_recognizer(hooks: PluginHooks, name: str, config: object) -> Recognizer:
+    registration = recognizer_registration(hooks, name)
     try:
-        return entries[name].factory(config)
+        return registration.factory(config)
     except UsageError:
         raise
     except Exception as error:

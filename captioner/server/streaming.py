@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import time
 import uuid
@@ -24,6 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from ..protocol import CODECS, v3
+from . import metrics
 from ..protocol.messages import (
     Audio,
     Begin,
@@ -41,10 +43,19 @@ from ..protocol.messages import (
 # Both protocols on one server, told apart by path, as the service does.
 CODECS_BY_PATH = {codec.PATH: codec for codec in CODECS.values()}
 TOKEN_PATH = "/v3/token"
+# For an orchestrator or a load balancer: alive, ready for sessions, Prometheus metrics.
+HEALTH_PATH, READY_PATH, METRICS_PATH = "/healthz", "/readyz", "/metrics"
+# While draining: a new session is told to try again (elsewhere, behind a load balancer),
+# and the sessions still open at the end are closed with "service restart", which
+# captioner's client answers by reconnecting and resending what was not yet final.
+DRAINING_CLOSE = (1013, "Try again later: this server is draining")
+DRAINED_CLOSE = (1012, "Service restart: this server is shutting down; reconnect")
+WORKER_HEADER = "X-Captioner-Worker"  # which worker process answered (its pid)
 
 
 def _json_response(connection: ServerConnection, status: HTTPStatus, body: dict):
     response = connection.respond(status, json.dumps(body))
+    del response.headers["Content-Type"]  # websockets' Headers add a value on assignment: replace it
     response.headers["Content-Type"] = "application/json"
     return response
 
@@ -93,6 +104,7 @@ class StreamingServer:
         port: int = 0,
         api_key: str | None = None,
         limits: ServerLimits = ServerLimits(),
+        sock=None,  # a listening socket to serve on instead of host:port (a worker of `serve --workers`)
     ):
         self.transcribers = transcribers
         self.host, self.port = host, port
@@ -100,7 +112,10 @@ class StreamingServer:
         self.limits = limits
         self.tokens: dict[str, float] = {}  # temporary token -> expiry (unix seconds)
         self.active_sessions = 0
+        self.conversations: set[Conversation] = set()  # those with an open session
+        self.draining = False
         self._server: Server | None = None
+        self._sock = sock
 
     @property
     def base_url(self) -> str:
@@ -113,16 +128,42 @@ class StreamingServer:
         return self.base_url + v3.PATH
 
     async def start(self) -> StreamingServer:
+        where = {"sock": self._sock} if self._sock is not None else {"host": self.host, "port": self.port}
         self._server = await serve(
             self._handle,
-            self.host,
-            self.port,
+            **where,
             process_request=self._check_request,
+            process_response=self._name_worker,
             compression=None,
             max_size=self.limits.max_frame_bytes,
         )
-        self.port = self._server.sockets[0].getsockname()[1]
+        address = self._server.sockets[0].getsockname()
+        if self._sock is not None:
+            self.host = address[0]
+        self.port = address[1]
         return self
+
+    async def drain(self, seconds: float) -> None:
+        """Stop taking sessions (not ready; new ones are told to try again), let the open
+        ones run up to `seconds`, then close them so their clients resume elsewhere."""
+        self.draining = True
+        metrics.DRAINING.set(1)
+        deadline = time.monotonic() + seconds
+        while self.conversations and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        left = list(self.conversations)
+        metrics.SESSIONS.labels("drained").inc(len(left))
+        await asyncio.gather(*(_restart(conversation) for conversation in left), return_exceptions=True)
+
+    def ready(self) -> str | None:
+        """Why a new session would not be taken now, or None when ready."""
+        if self._server is None:
+            return "not started"
+        if self.draining:
+            return "draining"
+        if self.limits.max_sessions is not None and self.active_sessions >= self.limits.max_sessions:
+            return "at capacity"
+        return None
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -153,6 +194,20 @@ class StreamingServer:
         parts = urlsplit(request.path)
         if parts.path == TOKEN_PATH:
             return self._token(connection, request, parts.query)
+        if parts.path == HEALTH_PATH:
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if parts.path == READY_PATH:
+            why_not = self.ready()
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE if why_not else HTTPStatus.OK,
+                                      f"{why_not or 'ready'}\n")
+        if parts.path == METRICS_PATH:
+            body, content_type = metrics.exposition()
+            response = connection.respond(HTTPStatus.OK, "")
+            response.body = body
+            for name, value in (("Content-Type", content_type), ("Content-Length", str(len(body)))):
+                del response.headers[name]  # websockets' Headers add a value on assignment: replace it
+                response.headers[name] = value
+            return response
         if parts.path not in CODECS_BY_PATH:
             paths = " or ".join(CODECS_BY_PATH)
             return connection.respond(HTTPStatus.NOT_FOUND, f"no endpoint here; use {paths}\n")
@@ -172,6 +227,10 @@ class StreamingServer:
         token = secrets.token_urlsafe(24)
         self.tokens[token] = time.time() + seconds
         return _json_response(connection, HTTPStatus.OK, {"token": token})
+
+    def _name_worker(self, connection: ServerConnection, request, response):
+        response.headers[WORKER_HEADER] = str(os.getpid())
+        return response
 
     def conversation(self, websocket: ServerConnection) -> Conversation:
         """What handles one connection (the fake server's records and misbehaves)."""
@@ -209,6 +268,9 @@ class Conversation:
             return
         server = self.server
         server.active_sessions += 1
+        server.conversations.add(self)
+        metrics.SESSIONS.labels("accepted").inc()
+        metrics.SESSIONS_ACTIVE.inc()
         writer = asyncio.create_task(self._write())
         transcriber = server.transcribers(self.params, self.send)
         try:
@@ -218,8 +280,11 @@ class Conversation:
             pass
         finally:
             server.active_sessions -= 1
+            server.conversations.discard(self)
+            metrics.SESSIONS_ACTIVE.dec()
             await transcriber.close()
             writer.cancel()
+
 
     async def accept(self) -> float | None:
         """Check the key, the query and the limits; set `params`, or close with the
@@ -237,8 +302,11 @@ class Conversation:
         if params.encoding not in v3.ENCODINGS:
             await self.close(3006, f"Input validation error: this server decodes only {', '.join(v3.ENCODINGS)}")
             return None
-        if server.limits.max_sessions is not None and server.active_sessions >= server.limits.max_sessions:
-            await self.close(3009, "Too many concurrent sessions")
+        full = server.limits.max_sessions is not None and server.active_sessions >= server.limits.max_sessions
+        refusal = DRAINING_CLOSE if server.draining else (3009, "Too many concurrent sessions") if full else None
+        if refusal:
+            metrics.SESSIONS.labels("refused").inc()
+            await self.close(*refusal)
             return None
         self.params = params
         return idle_timeout
@@ -281,6 +349,7 @@ class Conversation:
                 await self.close(*problem)
                 return False
             self.audio_bytes += len(message.pcm)
+            metrics.AUDIO_SECONDS.inc(len(message.pcm) / 2 / self.params.sample_rate)
             await transcriber.accept(message.pcm)
         elif isinstance(message, ForceEndpoint):
             await transcriber.force_endpoint()
@@ -370,6 +439,13 @@ class Conversation:
         except ConnectionClosed:
             pass
         await closing
+
+
+async def _restart(conversation: Conversation) -> None:
+    """The server is going away: say what is decoded, then close with "service restart"
+    (the message loop, still reading, sees the close and ends the session)."""
+    await asyncio.wait_for(conversation.drain(), 5)
+    await conversation.websocket.close(*DRAINED_CLOSE)
 
 
 def _inactivity_timeout(params: SessionParams, default: float | None) -> float | None:

@@ -29,12 +29,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..audio.pcm import PcmConverter, Rechunker
 from ..protocol.messages import SessionParams, TurnUpdate, WireWord
+from . import metrics
 from .decoding import DecodePool
 from .endpointing import (
     ONSET_WINDOW,
@@ -66,7 +67,7 @@ class RecognitionSettings:
     first_partial_ms: int = 300  # speech heard before the first partial
     partial_interval_ms: int = 400
     partial_window_ms: int = 1000  # a partial of a decoder that does not stream decodes at most this
-    partial_cpu_share: float = 0.2  # at most this share of a worker's time on one session's partials
+    partial_cpu_share: float = 0.35  # at most this share of a worker's time on one session's partials
     max_pending_finals: int = 1  # beyond, reading audio waits: pushes back on a client sending too fast
 
 
@@ -80,6 +81,7 @@ class Job:
     flags: list[bool]  # the voice detector's verdict per frame, for estimating word times
     transcription: Transcription | None = None  # already decoded
     window: bool = False  # a partial of the turn's last stretch only, not from its start
+    made_at: float = field(default_factory=time.monotonic)  # when the audio it needs was all here
 
 
 class TurnAudio:
@@ -117,6 +119,7 @@ class PartialSchedule:
         self.next_frame = 0
         self.waiting = False  # a partial job is queued or decoding
         self.ready_at = 0.0  # wall clock: the CPU budget allows the next partial then
+        self.held = -1  # the due frame of the last partial held back
 
     def turn_started(self, now: int) -> None:
         self.next_frame = now + self.first
@@ -133,6 +136,9 @@ class PartialSchedule:
         if due:
             self.waiting = True
             self.next_frame = frame + self.every
+        elif frame >= self.next_frame and not self.waiting and self.held != self.next_frame:
+            self.held = self.next_frame  # counted once per partial held back
+            metrics.PARTIALS_HELD.inc()
         return due
 
     def decoded(self, extra_seconds: float) -> None:
@@ -231,7 +237,7 @@ class RecognizerTranscriber:
         await self.worker
 
     async def _put(self, item) -> None:
-        await put_watched(self.inbox, item, (self.analyser, self.worker))
+        await put_watched(self.inbox, (self.analyser, self.worker), item)
 
     async def close(self) -> None:
         for task in (self.analyser, self.worker):
@@ -253,10 +259,8 @@ class RecognizerTranscriber:
                 await self.finals_drained.wait()
 
     def _configure(self, settings: dict) -> None:
-        changes = {}
-        for key, field_name in (("min_turn_silence", "min_turn_silence_ms"), ("max_turn_silence", "max_turn_silence_ms")):
-            if key in settings:
-                changes[field_name] = int(settings[key])
+        names = (("min_turn_silence", "min_turn_silence_ms"), ("max_turn_silence", "max_turn_silence_ms"))
+        changes = {name: int(settings[key]) for key, name in names if key in settings}
         if "format_turns" in settings:
             self.format_turns = bool(settings["format_turns"])
         if changes:
@@ -369,6 +373,8 @@ class RecognizerTranscriber:
             if transcription is not None and transcription.text:
                 final = turn_update(transcription, job, self.turn_order, final=True)
                 self.emit(final)
+                metrics.FINALS.inc()
+                metrics.FINAL_DELAY.observe(time.monotonic() - job.made_at)
                 if self.format_turns:
                     self.emit(formatted(final, transcription, self.punctuates))
                 self.turn_order += 1
@@ -393,7 +399,7 @@ def merge_window(shown: tuple[WireWord, ...], update: TurnUpdate, window_start_m
     return replace(update, words=words, transcript=" ".join(word.text for word in settled))
 
 
-async def put_watched(queue: asyncio.Queue, item, readers: tuple[asyncio.Task, ...]) -> None:
+async def put_watched(queue: asyncio.Queue, readers: tuple[asyncio.Task, ...], item) -> None:
     """Put `item` in `queue`; if a task that reads it has failed, raise its error rather
     than wait for ever on a queue nobody reads (the server then closes the session 1011)."""
     if not queue.full():

@@ -1,0 +1,118 @@
+"""`captioner serve --workers N`: N worker processes on one listening socket.
+
+The supervisor (this module) opens the socket and starts each worker with the `spawn`
+method, handing it the socket: every worker loads its own models and accepts from the
+same queue, so an idle worker takes the next connection and a decoder that holds the GIL
+(PocketSphinx) holds one process, not the instance. The supervisor prints the URL once
+every worker is ready, restarts a worker that dies, and passes SIGTERM (drain) and
+SIGINT on; it exits when they have all exited, 0 if they all exited cleanly. Workers
+share their metrics through prometheus-client's multiprocess directory.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from multiprocessing.connection import wait
+from typing import Callable
+
+MAX_RESTARTS = 10  # a worker that keeps dying is a bug to report, not to hide
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+class Supervisor:
+    def __init__(self, target: Callable, argv: list[str], workers: int, sock: socket.socket):
+        self.target, self.argv, self.count, self.sock = target, argv, workers, sock
+        self.context = multiprocessing.get_context("spawn")
+        self.ready = self.context.Queue()
+        self.processes: dict[int, multiprocessing.Process] = {}  # worker index -> process
+        self.stopping: int | None = None  # the signal that stops the instance, once one came
+        self.restarts = 0
+
+    def _start(self, index: int) -> None:
+        process = self.context.Process(target=self.target, args=(self.argv, self.sock, index, self.ready),
+                                       name=f"captioner-worker-{index}")
+        process.start()
+        self.processes[index] = process
+
+    def _signal(self, signum, frame) -> None:
+        self.stopping = signum
+        for process in self.processes.values():
+            if process.is_alive():
+                os.kill(process.pid, signum)  # a second SIGTERM reaches them too: they exit at once
+        if signum == signal.SIGTERM:
+            self.sock.close()  # the workers hold their own copies; nothing new queues here
+
+    def run(self, url: str, announcement: str) -> int:
+        metrics_dir = tempfile.mkdtemp(prefix="captioner-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker starts
+        previous = {signum: signal.signal(signum, self._signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for index in range(self.count):
+                self._start(index)
+            if not self._wait_ready():
+                return 1
+            print(url, flush=True)
+            print(announcement, file=sys.stderr, flush=True)
+            return self._supervise()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            for process in self.processes.values():
+                if process.is_alive():  # the others, when one could not start
+                    process.terminate()
+                process.join(timeout=10)
+                if process.is_alive():
+                    process.kill()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _wait_ready(self) -> bool:
+        started = 0
+        while started < self.count:
+            dead = [p for p in self.processes.values() if p.exitcode is not None]
+            if dead or self.stopping is not None:
+                return False  # the worker said why on stderr
+            try:
+                self.ready.get(timeout=1)
+            except queue.Empty:
+                continue
+            started += 1
+        return True
+
+    def _supervise(self) -> int:
+        codes: dict[int, int] = {}
+        ready = set(self.processes)
+        while len(codes) < len(self.processes):
+            ready |= self._ready_now()
+            live = {p.sentinel: index for index, p in self.processes.items() if index not in codes}
+            for sentinel in wait(list(live), timeout=1):
+                index = live[sentinel]
+                self.processes[index].join(timeout=10)  # its pipe closes a moment before it is reaped
+                code = self.processes[index].exitcode
+                if self.stopping is None and self.restarts < MAX_RESTARTS:
+                    print(f"captioner: worker {index} exited ({code}); starting another", file=sys.stderr, flush=True)
+                    self.restarts += 1
+                    ready.discard(index)
+                    self._start(index)
+                else:
+                    # One stopped while it was still starting had nothing to serve: not a failure.
+                    codes[index] = code if index in ready else 0
+        return 0 if all(code == 0 for code in codes.values()) else 1
+
+    def _ready_now(self) -> set[int]:
+        indexes = set()
+        while True:
+            try:
+                indexes.add(self.ready.get_nowait())
+            except queue.Empty:
+                return indexes
