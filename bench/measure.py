@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -63,7 +62,7 @@ class ServerProcess:
         return memory_mb(self.process.pid)
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)  # at once: SIGTERM would drain
+        self.process.terminate()  # drains: with every session over, at once
         self.process.wait(timeout=20)
 
 

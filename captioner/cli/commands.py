@@ -262,11 +262,11 @@ def serve_worker(argv: list[str], sock, index: int, ready) -> None:
     try:
         args, pm = parse(argv)
         server, _ = _embedded_server(args, pm, os.environ.get("CAPTIONER_SERVER_KEY") or None, sock)
-        _serve_until_interrupted(server, drain_seconds=args.drain_seconds, started=lambda: ready.put(index))
+        _serve_until_interrupted(server, drain_seconds=args.drain_seconds, started=lambda: ready.put((index, None)))
     except KeyboardInterrupt:
         pass
-    except CaptionerError as error:
-        print(f"captioner: error: worker {index}: {error}", file=sys.stderr, flush=True)
+    except CaptionerError as error:  # the supervisor says it, once
+        ready.put((index, (error.exit_code, str(error))))
         sys.exit(error.exit_code)
 
 

@@ -22,7 +22,17 @@ import tempfile
 from multiprocessing.connection import wait
 from typing import Callable
 
+from ..errors import CaptionerError
+
 MAX_RESTARTS = 10  # a worker that keeps dying is a bug to report, not to hide
+
+
+class WorkerFailed(CaptionerError):
+    """A worker could not start: its own error, said once for the instance."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -56,12 +66,13 @@ class Supervisor:
     def run(self, url: str, announcement: str) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="captioner-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker starts
-        previous = {signum: signal.signal(signum, self._signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+        # SIGINT is left ignored when it was (a background job of a script), as Python does.
+        signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+        previous = {signum: signal.signal(signum, self._signal) for signum in signals}
         try:
             for index in range(self.count):
                 self._start(index)
-            if not self._wait_ready():
-                return 1
+            self._wait_ready()
             print(url, flush=True)
             print(announcement, file=sys.stderr, flush=True)
             return self._supervise()
@@ -76,18 +87,22 @@ class Supervisor:
                     process.kill()
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
-    def _wait_ready(self) -> bool:
+    def _wait_ready(self) -> None:
+        """Until every worker has loaded its models; a worker's error ends the start."""
         started = 0
         while started < self.count:
-            dead = [p for p in self.processes.values() if p.exitcode is not None]
-            if dead or self.stopping is not None:
-                return False  # the worker said why on stderr
+            dead = [(index, p.exitcode) for index, p in self.processes.items() if p.exitcode is not None]
+            if self.stopping is not None:
+                raise WorkerFailed("stopped while the workers were starting", 1)
             try:
-                self.ready.get(timeout=1)
+                index, failure = self.ready.get(timeout=1)
             except queue.Empty:
+                if dead:
+                    raise WorkerFailed(f"worker {dead[0][0]} exited ({dead[0][1]}) while starting") from None
                 continue
+            if failure is not None:
+                raise WorkerFailed(failure[1], failure[0])
             started += 1
-        return True
 
     def _supervise(self) -> int:
         codes: dict[int, int] = {}
@@ -113,6 +128,10 @@ class Supervisor:
         indexes = set()
         while True:
             try:
-                indexes.add(self.ready.get_nowait())
+                index, failure = self.ready.get_nowait()
             except queue.Empty:
                 return indexes
+            if failure is None:
+                indexes.add(index)
+            else:
+                print(f"captioner: worker {index} could not start: {failure[1]}", file=sys.stderr, flush=True)
