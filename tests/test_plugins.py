@@ -183,6 +183,32 @@ def test_plugin_close_waits_a_bounded_time(capsys):
     assert "plugin forever did not finish within 0.2 s" in capsys.readouterr().err
 
 
+def test_a_meeting_cancelled_before_its_plugins_finished_leaves_no_error_behind():
+    # A run that fails (the server never sent Termination) can end with asyncio.run
+    # cancelling the plugins' delivery tasks while they wait for events.
+    class Listens:
+        @hookimpl
+        def on_final(self, turn):
+            pass
+
+    pm = build_plugin_manager(defaults=False, environ={"CAPTIONER_LOAD_PLUGINS": ""})
+    pm.register(Listens(), name="listens")
+    failures = []
+
+    async def run():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: failures.append(context))
+        dispatcher = PluginDispatcher(PluginHooks(pm), lambda error: None)
+        dispatcher.start()
+        await asyncio.sleep(0)
+        (queue,) = dispatcher.plugins
+        queue.task.cancel()
+        await asyncio.gather(queue.task, return_exceptions=True)
+        return queue.task
+
+    task = asyncio.run(run())
+    assert task.cancelled() and failures == []
+
+
 # ----------------------------------------------------------------- installed plugins
 
 

@@ -188,10 +188,10 @@ class PluginQueue:
             self.events.task_done()
 
     async def _run(self) -> None:
-        try:
-            await self._deliver_all()
-        finally:
-            self.events.task_done()  # the close itself: join() means done
+        await self._deliver_all()
+        # The close itself: join() means done. Not when cancelled waiting for an event:
+        # nothing was taken then, and a task_done() too many raised at shutdown.
+        self.events.task_done()
 
     async def _deliver_all(self) -> None:
         while (item := await self.events.get()) is not _CLOSE:
