@@ -21,13 +21,13 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import soundfile
 
-from measure import FIXTURES, ROOT, audio_seconds, cpu_seconds, memory_mb, overlaps, percentile, replay_timed, table, word_error_rate
+from measure import (FIXTURES, ROOT, ServerProcess, audio_seconds, overlaps, percentile, replay_timed, table,
+                     word_error_rate)
 
 from captioner.testing import TranscriptScript
 
@@ -64,31 +64,14 @@ def real_speech(directory: Path) -> dict[str, Path]:
     return clips
 
 
-class Server:
+def start_server(checkout: Path, recognizer: str, extra: list[str]) -> ServerProcess:
     """`captioner serve` of a checkout (this one, or a worktree of an earlier commit)."""
-
-    def __init__(self, checkout: Path, recognizer: str, extra: list[str]):
-        env = {**os.environ, "PYTHONPATH": str(checkout)}
-        if recognizer != "faster-whisper":
-            env["CAPTIONER_LOAD_PLUGINS"] = ""  # the default plugins only: what this checkout ships
-        # One process on both sides: the "before" server had no worker processes.
-        workers = ["--workers", "1"] if checkout == ROOT else []
-        command = [sys.executable, "-m", "captioner", "serve", "--port", "0", "--recognizer", recognizer, *workers, *extra]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        cwd=checkout, env=env)
-        self.url = self.process.stdout.readline().strip()
-        if not self.url.startswith("ws://"):
-            self.process.kill()
-            raise SystemExit(f"serve {recognizer} in {checkout} did not start: {self.process.stderr.read()[-800:]}")
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.process.pid)
-
-    def stop(self) -> float:
-        peak = memory_mb(self.process.pid)
-        self.process.terminate()  # drains: with every session over, at once
-        self.process.wait(timeout=20)
-        return peak
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    if recognizer != "faster-whisper":
+        env["CAPTIONER_LOAD_PLUGINS"] = ""  # the default plugins only: what this checkout ships
+    # One process on both sides: the "before" server had no worker processes.
+    workers = ["--workers", "1"] if checkout == ROOT else []
+    return ServerProcess(recognizer, [*workers, *extra], checkout=checkout, env=env)
 
 
 def turn_figures(timeline, script: TranscriptScript) -> dict[str, list[float]]:
@@ -117,10 +100,10 @@ def _p90(values: list[float]) -> float | None:
     return round(percentile(values, 0.9), 3) if values else None
 
 
-def one_session(server: Server, wav: Path, script: TranscriptScript) -> dict:
-    cpu = server.cpu()
+def one_session(server: ServerProcess, wav: Path, script: TranscriptScript) -> dict:
+    cpu = server.cpu_seconds()
     timeline = asyncio.run(replay_timed(wav, server.url))
-    cpu = server.cpu() - cpu
+    cpu = server.cpu_seconds() - cpu
     figures = turn_figures(timeline, script)
     return {
         "first_partial_median_s": _median(figures["first_partial"]),
@@ -133,7 +116,7 @@ def one_session(server: Server, wav: Path, script: TranscriptScript) -> dict:
     }
 
 
-def concurrent(server: Server, wav: Path, script: TranscriptScript, sessions: int) -> dict:
+def concurrent(server: ServerProcess, wav: Path, script: TranscriptScript, sessions: int) -> dict:
     async def run_all():
         return await asyncio.gather(*(replay_timed(wav, server.url) for _ in range(sessions)), return_exceptions=True)
 
@@ -147,7 +130,7 @@ def concurrent(server: Server, wav: Path, script: TranscriptScript, sessions: in
             "sessions_failed": sum(isinstance(timeline, BaseException) for timeline in results)}
 
 
-def accuracy(server: Server, clips: dict[str, Path]) -> dict:
+def accuracy(server: ServerProcess, clips: dict[str, Path]) -> dict:
     wers = {}
     for name, wav in clips.items():
         timeline = asyncio.run(replay_timed(wav, server.url, speed=4.0))
@@ -196,7 +179,7 @@ def bench_latency(recognizers: dict[str, list[str]], quick: bool) -> dict:
 
 def compare(name: str, extra: list[str], checkouts: dict[str, Path], meeting, short, steps, clips) -> dict:
     """Both servers, measured alternately: a busy moment falls on both."""
-    servers = {label: Server(path, name, extra) for label, path in checkouts.items()}
+    servers = {label: start_server(path, name, extra) for label, path in checkouts.items()}
     section: dict = {label: {"steps": []} for label in servers}
     try:
         for label, server in servers.items():
@@ -210,7 +193,8 @@ def compare(name: str, extra: list[str], checkouts: dict[str, Path], meeting, sh
             section[label]["real_speech_wer"] = accuracy(server, clips)
     finally:
         for label, server in servers.items():
-            section[label]["peak_rss_mb"] = round(server.stop(), 1)
+            section[label]["peak_rss_mb"] = round(server.peak_rss_mb(), 1)
+            server.stop()
     return section
 
 

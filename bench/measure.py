@@ -47,13 +47,15 @@ def memory_mb(pid: int, field_name: str = "VmHWM") -> float:
 class ServerProcess:
     """`captioner serve` in its own process, so its CPU time and memory are its own."""
 
-    def __init__(self, recognizer: str, extra: list[str] = ()):
+    def __init__(self, recognizer: str, extra: list[str] = (), checkout: Path = ROOT, env: dict | None = None):
         command = [sys.executable, "-m", "captioner", "serve", "--port", "0", "--recognizer", recognizer, *extra]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        cwd=checkout, env=env)
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("ws://"):
             self.process.kill()
-            raise SystemExit(f"captioner serve --recognizer {recognizer} did not start: {self.process.stderr.read()[-500:]}")
+            raise SystemExit(f"captioner serve --recognizer {recognizer} in {checkout} did not start: "
+                             f"{self.process.stderr.read()[-800:]}")
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.process.pid)

@@ -28,6 +28,14 @@ from conftest import ROOT, fixture
 HANG_GUARD_S = 60  # only against a hang: nothing here is timed
 
 
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
 class Instance:
     """One `captioner serve` process (a supervisor and its workers when --workers > 1)."""
 
@@ -40,11 +48,7 @@ class Instance:
         self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
 
     def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
+        return http_get(self.port, path)
 
     def metrics(self) -> dict[str, float]:
         status, text = self.get("/metrics")
@@ -110,8 +114,14 @@ def test_two_workers_answer_sessions_and_report_as_one_instance(instances):
     assert figures["captioner_sessions_total{outcome=accepted}"] == count
     assert figures["captioner_draining"] == 0
 
-    # A worker that dies is replaced, and the instance goes on serving.
-    killed = int(workers.pop())
+    # A worker that dies with a session open is replaced, the instance goes on serving,
+    # and the dead worker's session no longer counts as open.
+    async def held_session():
+        return await open_session(instance.url)
+
+    loop = asyncio.new_event_loop()
+    held = loop.run_until_complete(held_session())
+    killed = int(held.response.headers["X-Captioner-Worker"])
     os.kill(killed, signal.SIGKILL)
     for _ in range(HANG_GUARD_S * 10):
         if len(worker_processes(instance.process.pid) - {killed}) == 2:
@@ -125,6 +135,9 @@ def test_two_workers_answer_sessions_and_report_as_one_instance(instances):
         return ws.response.headers["X-Captioner-Worker"]
 
     assert int(asyncio.run(one_more())) in worker_processes(instance.process.pid)
+    assert instance.metrics()["captioner_sessions_active"] == 0
+    loop.run_until_complete(held.close())
+    loop.close()
     assert instance.stop() == 0
 
 
@@ -132,6 +145,25 @@ def worker_processes(pid: int) -> set[int]:
     """The supervisor's worker processes (not multiprocessing's resource tracker)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return {int(child) for child in children if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()}
+
+
+def test_a_server_at_its_session_limit_is_not_ready_and_says_so():
+    from captioner.default_plugins.pocketsphinx import PocketSphinxRecognizer
+    from captioner.server.embedded import EmbeddedServer
+    from captioner.testing import ServerLimits, ServerThread
+
+    with ServerThread(EmbeddedServer(PocketSphinxRecognizer(), limits=ServerLimits(max_sessions=1))) as server:
+        async def at_the_limit():
+            ws = await open_session(server.url)
+            answer = http_get(server.port, "/readyz")
+            with pytest.raises(ConnectionClosed) as refused:
+                await (await connect(f"{server.url}?sample_rate=16000")).recv()
+            await ws.close()
+            return answer, refused.value.rcvd.code
+
+        before = http_get(server.port, "/readyz")
+        full, refused_code = asyncio.run(at_the_limit())
+    assert before == (200, "ready\n") and full == (503, "at capacity\n") and refused_code == 3009
 
 
 def test_sigterm_drains_then_exits_zero_and_a_second_sigterm_exits_at_once(instances):

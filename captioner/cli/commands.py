@@ -35,6 +35,7 @@ from ..protocol import codec, v3
 from ..protocol.messages import SessionParams
 from ..runner import meeting_engine, prepare_meeting
 from ..server.embedded import EmbeddedServer
+from ..server.streaming import server_url
 from ..server.recognizer import load_recognizer, recognizer_registration
 from ..server.workers import Supervisor, listening_socket
 from ..urls import is_local, is_loopback_host
@@ -247,8 +248,7 @@ def command_serve(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
         sock = listening_socket(args.host, args.port)
     except OSError as error:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {_reason(error)}") from None
-    host, port = sock.getsockname()[:2]
-    url = f"ws://{f'[{host}]' if ':' in host else host}:{port}{v3.PATH}"
+    url = server_url(*sock.getsockname()[:2]) + v3.PATH
     announcement = (f"captioner: serving the {args.recognizer} recognizer in {workers} worker processes; "
                     "Ctrl-C stops, SIGTERM drains")
     return Supervisor(serve_worker, args.argv, workers, sock).run(url, announcement)

@@ -354,7 +354,8 @@ def _recognizer_parser(hooks: PluginHooks, command: str) -> Parser:
     group.add_argument("--recognizer", default=DEFAULT_RECOGNIZER, metavar="NAME",
                        help=f"offline recognizer: {names} (default {DEFAULT_RECOGNIZER})")
     group.add_argument("--decode-workers", type=_positive_int, metavar="N",
-                       help="decoding threads, each with its own model (default: 2, or 1 on one core)")
+                       help="decoding threads, each with its own model (default: 2, or 1 on one core; "
+                       "1 in each process of serve --workers over 1)")
     return parser
 
 

@@ -265,21 +265,23 @@ ABSORBED = 2  # words misheard in the echo ("a light" for "the light") dropped b
 
 
 class _Spoken:
-    """A final's words, normalised, each with the token it came from and, when the turn's
-    words line up with its text, its start."""
+    """The words of finals in order, normalised, each with the token it came from and, when
+    its turn's words line up with its text, its start."""
 
-    def __init__(self, turn: Turn):
-        tokens = turn.text.split()
-        timed = len(turn.words) == len(tokens)
-        self.tokens = tokens
+    def __init__(self, *turns: Turn):
+        self.tokens: list[str] = []
         self.words: list[str] = []
         self.token_of: list[int] = []
         self.starts: list[int | None] = []
-        for index, token in enumerate(tokens):
-            for word in _words(token):
-                self.words.append(word)
-                self.token_of.append(index)
-                self.starts.append(turn.words[index].start_ms if timed else None)
+        for turn in turns:
+            tokens = turn.text.split()
+            timed = len(turn.words) == len(tokens)
+            for index, token in enumerate(tokens):
+                for word in _words(token):
+                    self.words.append(word)
+                    self.token_of.append(len(self.tokens) + index)
+                    self.starts.append(turn.words[index].start_ms if timed else None)
+            self.tokens += tokens
 
 
 def _aligned(mic: _Spoken, i: int, meeting: _Spoken, j: int, size: int) -> bool:
@@ -324,11 +326,7 @@ def without_repeats(turn: Turn, meeting_finals: list[Turn]) -> Turn | None:
     mic = _Spoken(turn)
     if not mic.words or not overlapping:
         return turn
-    meeting = _Spoken(overlapping[0])
-    for other in overlapping[1:]:
-        more = _Spoken(other)
-        meeting.words += more.words
-        meeting.starts += more.starts
+    meeting = _Spoken(*overlapping)
     span = None
     if all(t.start_ms is not None and t.end_ms is not None for t in overlapping):
         span = (min(t.start_ms for t in overlapping) + ALIGNED_MS[0], max(t.end_ms for t in overlapping) + ALIGNED_MS[1])

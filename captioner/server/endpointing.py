@@ -43,7 +43,7 @@ class TurnStarted:
 @dataclass(frozen=True)
 class Paused:
     end_frame: int  # the turn's audio would end here, postroll included, if the silence goes on
-    heard_frame: int  # the audio heard so far; the rest of the postroll is taken as silence
+    heard_frame: int  # the audio heard so far, up to end_frame; the rest of the postroll is taken as silence
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ class TurnDetector:
         else:
             if silence_ms >= min(settings.paused_ms, settings.min_turn_silence_ms) and not self.paused_sent:
                 self.paused_sent = True
-                decisions.append(Paused(self.last_speech + 1 + frames_of(settings.postroll_ms), self.frame))
+                end = self.last_speech + 1 + frames_of(settings.postroll_ms)
+                decisions.append(Paused(end, min(self.frame, end)))
             if silence_ms >= settings.min_turn_silence_ms and not self.may_end_sent:
                 self.may_end_sent = True
                 decisions.append(MayEnd(self.end_frame))

@@ -53,11 +53,22 @@ DRAINED_CLOSE = (1012, "Service restart: this server is shutting down; reconnect
 WORKER_HEADER = "X-Captioner-Worker"  # which worker process answered (its pid)
 
 
-def _json_response(connection: ServerConnection, status: HTTPStatus, body: dict):
-    response = connection.respond(status, json.dumps(body))
-    del response.headers["Content-Type"]  # websockets' Headers add a value on assignment: replace it
-    response.headers["Content-Type"] = "application/json"
+def server_url(host: str, port: int) -> str:
+    """ws://HOST:PORT (an IPv6 address in brackets): each protocol's client adds its path."""
+    return f"ws://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _respond(connection: ServerConnection, status: HTTPStatus, body: bytes, content_type: str):
+    response = connection.respond(status, "")
+    response.body = body
+    for name, value in (("Content-Type", content_type), ("Content-Length", str(len(body)))):
+        del response.headers[name]  # websockets' Headers add a value on assignment: replace it
+        response.headers[name] = value
     return response
+
+
+def _json_response(connection: ServerConnection, status: HTTPStatus, body: dict):
+    return _respond(connection, status, json.dumps(body).encode(), "application/json")
 
 
 class Transcriber(Protocol):
@@ -111,7 +122,6 @@ class StreamingServer:
         self.api_key = api_key
         self.limits = limits
         self.tokens: dict[str, float] = {}  # temporary token -> expiry (unix seconds)
-        self.active_sessions = 0
         self.conversations: set[Conversation] = set()  # those with an open session
         self.draining = False
         self._server: Server | None = None
@@ -120,8 +130,11 @@ class StreamingServer:
     @property
     def base_url(self) -> str:
         """ws://HOST:PORT: each protocol's client adds its own path (/v3/ws, /v2/realtime/ws)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        return server_url(self.host, self.port)
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self.conversations)
 
     @property
     def url(self) -> str:
@@ -155,14 +168,12 @@ class StreamingServer:
         metrics.SESSIONS.labels("drained").inc(len(left))
         await asyncio.gather(*(_restart(conversation) for conversation in left), return_exceptions=True)
 
-    def ready(self) -> str | None:
-        """Why a new session would not be taken now, or None when ready."""
-        if self._server is None:
-            return "not started"
+    def refusal(self) -> tuple[int, str, str] | None:
+        """Why a new session would be refused now: (close code, reason, readiness), or None."""
         if self.draining:
-            return "draining"
+            return (*DRAINING_CLOSE, "draining")
         if self.limits.max_sessions is not None and self.active_sessions >= self.limits.max_sessions:
-            return "at capacity"
+            return 3009, "Too many concurrent sessions", "at capacity"
         return None
 
     async def stop(self) -> None:
@@ -197,17 +208,11 @@ class StreamingServer:
         if parts.path == HEALTH_PATH:
             return connection.respond(HTTPStatus.OK, "ok\n")
         if parts.path == READY_PATH:
-            why_not = self.ready()
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE if why_not else HTTPStatus.OK,
-                                      f"{why_not or 'ready'}\n")
+            refusal = self.refusal()
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE if refusal else HTTPStatus.OK,
+                                      f"{refusal[2] if refusal else 'ready'}\n")
         if parts.path == METRICS_PATH:
-            body, content_type = metrics.exposition()
-            response = connection.respond(HTTPStatus.OK, "")
-            response.body = body
-            for name, value in (("Content-Type", content_type), ("Content-Length", str(len(body)))):
-                del response.headers[name]  # websockets' Headers add a value on assignment: replace it
-                response.headers[name] = value
-            return response
+            return _respond(connection, HTTPStatus.OK, *metrics.exposition())
         if parts.path not in CODECS_BY_PATH:
             paths = " or ".join(CODECS_BY_PATH)
             return connection.respond(HTTPStatus.NOT_FOUND, f"no endpoint here; use {paths}\n")
@@ -267,7 +272,6 @@ class Conversation:
         if self.params is None:
             return
         server = self.server
-        server.active_sessions += 1
         server.conversations.add(self)
         metrics.SESSIONS.labels("accepted").inc()
         metrics.SESSIONS_ACTIVE.inc()
@@ -279,12 +283,10 @@ class Conversation:
         except ConnectionClosed:
             pass
         finally:
-            server.active_sessions -= 1
             server.conversations.discard(self)
             metrics.SESSIONS_ACTIVE.dec()
             await transcriber.close()
             writer.cancel()
-
 
     async def accept(self) -> float | None:
         """Check the key, the query and the limits; set `params`, or close with the
@@ -302,11 +304,10 @@ class Conversation:
         if params.encoding not in v3.ENCODINGS:
             await self.close(3006, f"Input validation error: this server decodes only {', '.join(v3.ENCODINGS)}")
             return None
-        full = server.limits.max_sessions is not None and server.active_sessions >= server.limits.max_sessions
-        refusal = DRAINING_CLOSE if server.draining else (3009, "Too many concurrent sessions") if full else None
+        refusal = server.refusal()
         if refusal:
             metrics.SESSIONS.labels("refused").inc()
-            await self.close(*refusal)
+            await self.close(*refusal[:2])
             return None
         self.params = params
         return idle_timeout

@@ -77,7 +77,7 @@ class Job:
     turn: int  # which turn (counting TurnStarted) it belongs to
     start_frame: int
     end_frame: int
-    audio: np.ndarray  # copied when the job is made: the session's buffer moves on
+    audio: np.ndarray | None  # copied when the job is made (the session's buffer moves on); None when decoded
     flags: list[bool]  # the voice detector's verdict per frame, for estimating word times
     transcription: Transcription | None = None  # already decoded
     window: bool = False  # a partial of the turn's last stretch only, not from its start
@@ -306,14 +306,14 @@ class RecognizerTranscriber:
             return
         transcription = await self.speculation.result(end_frame)
         if transcription is None:
-            transcription, _ = await self.pool.transcribe(self._job("candidate", detector.start_frame, end_frame).audio)
+            transcription, _ = await self.pool.transcribe(self.audio.samples(detector.start_frame, end_frame))
             self.speculation.keep(end_frame, transcription)  # the long pause reuses it
         if transcription.text.rstrip().endswith(SENTENCE_END):
             detector.close_turn(end_frame)
             self._final(end_frame, transcription)
         elif transcription.text:
-            job = self._job("candidate", detector.start_frame, end_frame)
-            self.lane.put_nowait(replace(job, transcription=transcription))  # shown as a partial
+            # Shown as a partial.
+            self.lane.put_nowait(self._job("candidate", detector.start_frame, end_frame, transcription))
 
     def _speculate(self, pause: Paused) -> None:
         """Start decoding the turn as it would end if the silence goes on: its final, the
@@ -321,17 +321,18 @@ class RecognizerTranscriber:
         does). Only for a recognizer that judges turn ends by their text (the others end
         the turn at the short pause anyway) and does not stream (a streaming final is cheap)."""
         if self.punctuates and self.pool.streams is False:
-            heard = self.audio.samples(self.detector.start_frame, min(pause.heard_frame, pause.end_frame))
+            heard = self.audio.samples(self.detector.start_frame, pause.heard_frame)
             self.speculation.start(pause.end_frame, heard, pause.end_frame - self.detector.start_frame)
 
     def _final(self, end_frame: int, transcription: Transcription | None = None) -> None:
         self.pending_finals += 1
-        job = self._job("final", self.detector.start_frame, end_frame)
-        self.lane.put_nowait(replace(job, transcription=transcription))
+        self.lane.put_nowait(self._job("final", self.detector.start_frame, end_frame, transcription))
 
-    def _job(self, kind: str, start_frame: int, end_frame: int) -> Job:
+    def _job(self, kind: str, start_frame: int, end_frame: int, transcription: Transcription | None = None) -> Job:
+        """A job for the lane; its audio is copied only when it still has to be decoded."""
         flags = self.detector.speech_flags[: end_frame - start_frame]
-        return Job(kind, self.turn, start_frame, end_frame, self.audio.samples(start_frame, end_frame), flags)
+        audio = self.audio.samples(start_frame, end_frame) if transcription is None else None
+        return Job(kind, self.turn, start_frame, end_frame, audio, flags, transcription)
 
     # ------------------------------------------------------------ the lane
 

@@ -2,11 +2,12 @@
 
 The supervisor (this module) opens the socket and starts each worker with the `spawn`
 method, handing it the socket: every worker loads its own models and accepts from the
-same queue, so an idle worker takes the next connection and a decoder that holds the GIL
-(PocketSphinx) holds one process, not the instance. The supervisor prints the URL once
-every worker is ready, restarts a worker that dies, and passes SIGTERM (drain) and
-SIGINT on; it exits when they have all exited, 0 if they all exited cleanly. Workers
-share their metrics through prometheus-client's multiprocess directory.
+same queue (the kernel picks which worker takes a connection, not by load), and a
+decoder that holds the GIL (PocketSphinx) holds one process, not the instance. The
+supervisor prints the URL once every worker is ready, restarts a worker that dies, and
+passes SIGTERM (drain) and SIGINT on; it exits when they have all exited, 0 if they all
+exited cleanly. Workers share their metrics through prometheus-client's multiprocess
+directory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import sys
 import tempfile
 from multiprocessing.connection import wait
 from typing import Callable
+
+from prometheus_client.multiprocess import mark_process_dead
 
 from ..errors import CaptionerError
 
@@ -113,6 +116,8 @@ class Supervisor:
             for sentinel in wait(list(live), timeout=1):
                 index = live[sentinel]
                 self.processes[index].join(timeout=10)  # its pipe closes a moment before it is reaped
+                # Its live gauges (sessions open, decodes busy) must not count for ever.
+                mark_process_dead(self.processes[index].pid)
                 code = self.processes[index].exitcode
                 if self.stopping is None and self.restarts < MAX_RESTARTS:
                     print(f"captioner: worker {index} exited ({code}); starting another", file=sys.stderr, flush=True)
