@@ -14,6 +14,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,50 @@ def test_two_workers_answer_sessions_and_report_as_one_instance(instances):
     loop.run_until_complete(held.close())
     loop.close()
     assert instance.stop() == 0
+
+
+def test_each_connection_goes_to_the_worker_with_the_fewest_open(instances):
+    instance = instances("--workers", "2", "--recognizer", "pocketsphinx")
+
+    async def check():
+        # Sessions that start together (a meeting's participants, a bench) are spread evenly.
+        together = await asyncio.gather(*(open_session(instance.url) for _ in range(8)))
+        spread = Counter(ws.response.headers["X-Captioner-Worker"] for ws in together)
+        # Once one worker's sessions end, the next sessions go to it, not to the busy one.
+        freed = together[0].response.headers["X-Captioner-Worker"]
+        for ws in together:
+            if ws.response.headers["X-Captioner-Worker"] == freed:
+                await ws.close()
+        later = [await open_session(instance.url) for _ in range(3)]
+        for ws in together + later:
+            await ws.close()
+        return spread, freed, [ws.response.headers["X-Captioner-Worker"] for ws in later]
+
+    spread, freed, later = asyncio.run(check())
+    assert sorted(spread.values()) == [4, 4]
+    assert later == [freed] * 3
+    assert instance.stop() == 0
+
+
+def test_workers_whose_supervisor_is_killed_stop_instead_of_lingering(instances):
+    instance = instances("--workers", "2", "--recognizer", "pocketsphinx")
+    workers = worker_processes(instance.process.pid)
+    assert len(workers) == 2
+    instance.process.kill()
+    instance.process.wait()
+    for _ in range(HANG_GUARD_S * 10):
+        if not any(map(running, workers)):
+            break
+        threading.Event().wait(0.1)
+    assert [pid for pid in workers if running(pid)] == []
+
+
+def running(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def worker_processes(pid: int) -> set[int]:

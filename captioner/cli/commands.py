@@ -37,7 +37,7 @@ from ..runner import meeting_engine, prepare_meeting
 from ..server.embedded import EmbeddedServer
 from ..server.streaming import server_url
 from ..server.recognizer import load_recognizer, recognizer_registration
-from ..server.workers import Supervisor, listening_socket
+from ..server.workers import Handover, Supervisor, listening_socket
 from ..urls import is_local, is_loopback_host
 from . import config_file as config_files
 from .live import caption_until_stopped
@@ -254,14 +254,15 @@ def command_serve(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     return Supervisor(serve_worker, args.argv, workers, sock).run(url, announcement)
 
 
-def serve_worker(argv: list[str], sock, index: int, ready) -> None:
-    """One worker process of `serve --workers N`: the same command line, served on the
-    supervisor's socket. Says it is ready once its models are loaded. Stopped while it
-    starts, it has nothing to drain and exits 0."""
+def serve_worker(argv: list[str], channel, index: int, ready, closed) -> None:
+    """One worker process of `serve --workers N`: the same command line, serving the
+    connections its supervisor hands over. Says it is ready once its models are loaded.
+    Stopped while it starts, it has nothing to drain and exits 0."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # until serving replaces it with draining
     try:
         args, pm = parse(argv)
-        server, _ = _embedded_server(args, pm, os.environ.get("CAPTIONER_SERVER_KEY") or None, sock)
+        handover = Handover(channel, closed, index)
+        server, _ = _embedded_server(args, pm, os.environ.get("CAPTIONER_SERVER_KEY") or None, handover)
         _serve_until_interrupted(server, drain_seconds=args.drain_seconds, started=lambda: ready.put((index, None)))
     except KeyboardInterrupt:
         pass
@@ -270,14 +271,16 @@ def serve_worker(argv: list[str], sock, index: int, ready) -> None:
         sys.exit(error.exit_code)
 
 
-def _embedded_server(args: argparse.Namespace, pm: pluggy.PluginManager, key: str | None, sock=None):
+def _embedded_server(args: argparse.Namespace, pm: pluggy.PluginManager, key: str | None,
+                     handover: Handover | None = None):
     config = Config("serve", _options(args), pm)
     hooks = PluginHooks(pm)
     recognizer = load_recognizer(hooks, args.recognizer, config)
     hooks.configure(config)
     # Worker processes share the cores: one decoding thread each unless told otherwise.
-    threads = args.decode_workers or (1 if sock is not None else None)
-    server = EmbeddedServer(recognizer, host=args.host, port=args.port, api_key=key, workers=threads, sock=sock)
+    threads = args.decode_workers or (1 if handover is not None else None)
+    server = EmbeddedServer(recognizer, host=args.host, port=args.port, api_key=key, workers=threads,
+                            handover=handover)
     return server, (f"captioner: serving the {args.recognizer} recognizer with {server.pool.workers} decoding "
                     "thread(s); Ctrl-C stops, SIGTERM drains")
 

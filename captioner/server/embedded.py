@@ -11,6 +11,7 @@ from __future__ import annotations
 from .decoding import DecodePool
 from .recognizer import Recognizer
 from .streaming import ServerLimits, StreamingServer
+from .workers import Handover
 from .transcriber import RecognitionSettings, RecognizerTranscriber
 
 __all__ = ["EmbeddedServer", "RecognitionSettings"]
@@ -32,7 +33,7 @@ class EmbeddedServer(StreamingServer):
         # idle 30 s are closed, at most 16 at once, each at most 4 hours (captioner's
         # client reconnects seamlessly when a session reaches it).
         limits: ServerLimits = ServerLimits(idle_timeout=30, max_sessions=16, max_session_seconds=4 * 3600),
-        sock=None,
+        handover: Handover | None = None,
     ):
         self.pool = DecodePool(recognizer, workers)
         self.recognition = settings
@@ -42,7 +43,7 @@ class EmbeddedServer(StreamingServer):
             port=port,
             api_key=api_key,
             limits=limits,
-            sock=sock,
+            handover=handover,
         )
 
     async def start(self) -> EmbeddedServer:

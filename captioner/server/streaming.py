@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol import CODECS, v3
 from . import metrics
+from .workers import Handover
 from ..protocol.messages import (
     Audio,
     Begin,
@@ -115,7 +116,7 @@ class StreamingServer:
         port: int = 0,
         api_key: str | None = None,
         limits: ServerLimits = ServerLimits(),
-        sock=None,  # a listening socket to serve on instead of host:port (a worker of `serve --workers`)
+        handover: Handover | None = None,  # a worker of `serve --workers`: connections from its supervisor
     ):
         self.transcribers = transcribers
         self.host, self.port = host, port
@@ -125,7 +126,7 @@ class StreamingServer:
         self.conversations: set[Conversation] = set()  # those with an open session
         self.draining = False
         self._server: Server | None = None
-        self._sock = sock
+        self._handover = handover
 
     @property
     def base_url(self) -> str:
@@ -141,7 +142,9 @@ class StreamingServer:
         return self.base_url + v3.PATH
 
     async def start(self) -> StreamingServer:
-        where = {"sock": self._sock} if self._sock is not None else {"host": self.host, "port": self.port}
+        where: dict = {"host": self.host, "port": self.port}
+        if self._handover is not None:
+            where = {"sock": self._handover.sock, "create_connection": self._handover.connection_class}
         self._server = await serve(
             self._handle,
             **where,
@@ -150,10 +153,8 @@ class StreamingServer:
             compression=None,
             max_size=self.limits.max_frame_bytes,
         )
-        address = self._server.sockets[0].getsockname()
-        if self._sock is not None:
-            self.host = address[0]
-        self.port = address[1]
+        if self._handover is None:  # a worker's host and port are its supervisor's
+            self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     async def drain(self, seconds: float) -> None:
@@ -177,6 +178,8 @@ class StreamingServer:
         return None
 
     async def stop(self) -> None:
+        if self._handover is not None:
+            await self._handover.release()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
