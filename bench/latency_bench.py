@@ -34,6 +34,7 @@ from captioner.testing import TranscriptScript
 # The last commit before the latency work: its server is "before".
 BASELINE = "3220568"
 STEPS = (1, 4, 8, 12)
+ROUNDS = 3  # one-session replays per server, alternating; the figures are their medians
 CLIP_S = 20.0
 
 REAL_SPEECH = {
@@ -170,21 +171,33 @@ def bench_latency(recognizers: dict[str, list[str]], quick: bool) -> dict:
                 clips = {"beckett": clips["beckett"]}
                 recognizers = {"moonshine": recognizers["moonshine"]}
             for name, extra in recognizers.items():
-                results["recognizers"][name] = compare(name, extra, checkouts,
-                                                       (meeting, script), (short, short_script), steps, clips)
+                results["recognizers"][name] = compare(name, extra, checkouts, (meeting, script),
+                                                       (short, short_script), steps, clips, 1 if quick else ROUNDS)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, capture_output=True)
     return results
 
 
-def compare(name: str, extra: list[str], checkouts: dict[str, Path], meeting, short, steps, clips) -> dict:
+def median_of_rounds(runs: list[dict]) -> dict:
+    """Each figure's median over the rounds: one replay's CPU figure varies by a fifth."""
+    figures = {key: _median([run[key] for run in runs if run[key] is not None]) for key in runs[0]}
+    # A final missing in any round is missing: the count is the worst round's.
+    return {**figures, "finals": min(run["finals"] for run in runs), "rounds": len(runs)}
+
+
+def compare(name: str, extra: list[str], checkouts: dict[str, Path], meeting, short, steps, clips,
+            rounds: int) -> dict:
     """Both servers, measured alternately: a busy moment falls on both."""
     servers = {label: start_server(path, name, extra) for label, path in checkouts.items()}
     section: dict = {label: {"steps": []} for label in servers}
     try:
-        for label, server in servers.items():
-            section[label]["one_session"] = one_session(server, *meeting)
-            print(json.dumps({name: {label: section[label]["one_session"]}}), flush=True)
+        runs: dict[str, list[dict]] = {label: [] for label in servers}
+        for _ in range(rounds):
+            for label, server in servers.items():
+                runs[label].append(one_session(server, *meeting))
+                print(json.dumps({name: {label: runs[label][-1]}}), flush=True)
+        for label, figures in runs.items():
+            section[label]["one_session"] = median_of_rounds(figures)
         for sessions in steps:
             for label, server in servers.items():
                 section[label]["steps"].append(concurrent(server, *short, sessions))
@@ -211,7 +224,8 @@ def markdown(results: dict) -> list[str]:
         "run. One session: the fixture meeting in real time. **first partial**: from the start of a turn's speech "
         "to its first partial; **partial gap**: between partials of a turn whose text changed; **final**: from the "
         "end of the turn's last word to its final; **CPU**: server CPU seconds per audio second. Medians unless "
-        "marked; ratio is now / before (below 1 is better).",
+        "marked, each the median of the rounds (the two servers replayed alternately, "
+        f"{ROUNDS} times each in a full run); ratio is now / before (below 1 is better).",
         "",
     ]
     if "baseline_missing" in results:

@@ -10,6 +10,11 @@ from pathlib import Path
 from measure import ServerProcess, memory_mb, table
 from recognizer_bench import DELAY_LIMIT_S, concurrency
 
+from captioner.server.embedded import DEFAULT_LIMITS
+
+# Up to one worker's session limit: beyond it, --workers 1 refuses sessions by design.
+MAX_SESSIONS = DEFAULT_LIMITS.max_sessions
+
 
 def workers_of(pid: int) -> list[int]:
     """The worker processes of a supervisor (not multiprocessing's resource tracker), or
@@ -29,7 +34,7 @@ def bench_workers(recognizers: dict[str, list[str]], quick: bool) -> dict:
         for workers in sorted({1, cores}):
             server = ServerProcess(name, ["--workers", str(workers), *extra])
             try:
-                sustained = concurrency(server.url, "hello" if quick else "weather", 2 if quick else 12)
+                sustained = concurrency(server.url, "hello" if quick else "weather", 2 if quick else MAX_SESSIONS)
                 peaks = [memory_mb(pid) for pid in workers_of(server.process.pid)]
             finally:
                 server.stop()

@@ -33,6 +33,7 @@ def test_quick_benchmark_writes_both_files(tmp_path):
     for label in ("before", "now"):  # a clone has the baseline commit; the quick run measures both servers
         one = latency[label]["one_session"]
         assert one["finals"] == one["turns"] == 1 and one["final_median_s"] is not None and one["cpu_per_audio_s"] > 0
+        assert one["rounds"] == 1  # a full run takes the median of three
         (step,) = latency[label]["steps"]
         assert step["sessions"] == 2 and step["turns_without_final"] == 0
         assert set(latency[label]["real_speech_wer"]) == {"beckett"}

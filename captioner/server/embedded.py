@@ -16,6 +16,11 @@ from .transcriber import RecognitionSettings, RecognizerTranscriber
 
 __all__ = ["EmbeddedServer", "RecognitionSettings"]
 
+# The service's own limits, so a runaway client cannot take the machine: sessions idle
+# 30 s are closed, at most 16 at once (in each worker process), each at most 4 hours
+# (captioner's client reconnects seamlessly when a session reaches it).
+DEFAULT_LIMITS = ServerLimits(idle_timeout=30, max_sessions=16, max_session_seconds=4 * 3600)
+
 
 class EmbeddedServer(StreamingServer):
     """The AssemblyAI v3 protocol in front of a local recognizer."""
@@ -29,10 +34,7 @@ class EmbeddedServer(StreamingServer):
         api_key: str | None = None,
         workers: int | None = None,
         settings: RecognitionSettings = RecognitionSettings(),
-        # The service's own limits, so a runaway client cannot take the machine: sessions
-        # idle 30 s are closed, at most 16 at once, each at most 4 hours (captioner's
-        # client reconnects seamlessly when a session reaches it).
-        limits: ServerLimits = ServerLimits(idle_timeout=30, max_sessions=16, max_session_seconds=4 * 3600),
+        limits: ServerLimits = DEFAULT_LIMITS,
         handover: Handover | None = None,
     ):
         self.pool = DecodePool(recognizer, workers)
