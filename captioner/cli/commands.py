@@ -37,7 +37,8 @@ from ..runner import meeting_engine, prepare_meeting
 from ..server.embedded import EmbeddedServer
 from ..server.streaming import server_url
 from ..server.recognizer import load_recognizer, recognizer_registration
-from ..server.workers import Handover, Supervisor, listening_socket
+from ..server.handover import Handover
+from ..server.workers import Supervisor, listening_socket
 from ..urls import is_local, is_loopback_host
 from . import config_file as config_files
 from .live import caption_until_stopped
@@ -254,16 +255,17 @@ def command_serve(args: argparse.Namespace, pm: pluggy.PluginManager) -> int:
     return Supervisor(serve_worker, args.argv, workers, sock).run(url, announcement)
 
 
-def serve_worker(argv: list[str], channel, index: int, ready, closed) -> None:
+def serve_worker(argv: list[str], channel, index: int, ready, done) -> None:
     """One worker process of `serve --workers N`: the same command line, serving the
     connections its supervisor hands over. Says it is ready once its models are loaded.
     Stopped while it starts, it has nothing to drain and exits 0."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # until serving replaces it with draining
     try:
         args, pm = parse(argv)
-        handover = Handover(channel, closed, index)
+        handover = Handover(channel, done, index)
         server, _ = _embedded_server(args, pm, os.environ.get("CAPTIONER_SERVER_KEY") or None, handover)
-        _serve_until_interrupted(server, drain_seconds=args.drain_seconds, started=lambda: ready.put((index, None)))
+        _serve_until_interrupted(server, drain_seconds=args.drain_seconds, started=lambda: ready.put((index, None)),
+                                 orphaned=handover.supervisor_gone)
     except KeyboardInterrupt:
         pass
     except CaptionerError as error:  # the supervisor says it, once
@@ -304,9 +306,10 @@ def command_fake_server(args: argparse.Namespace, pm: pluggy.PluginManager) -> i
 
 
 def _serve_until_interrupted(server, announcement: str | None = None, *, drain_seconds: float = 0,
-                             started: Callable[[], None] | None = None) -> int:
+                             started: Callable[[], None] | None = None, orphaned: asyncio.Event | None = None) -> int:
     """Start `server`, print its URL (the first line of stdout, for scripts), serve until
-    Ctrl-C, or until SIGTERM has drained it (a second SIGTERM stops at once)."""
+    Ctrl-C, or until SIGTERM has drained it (a second SIGTERM stops at once). A worker
+    drains too once `orphaned` is set (its supervisor is gone)."""
 
     async def serve() -> None:
         try:
@@ -333,6 +336,9 @@ def _serve_until_interrupted(server, announcement: str | None = None, *, drain_s
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
         except NotImplementedError:  # Windows: no SIGTERM to drain on; Ctrl-C still stops
             pass
+        if orphaned is not None:
+            watch = asyncio.create_task(orphaned.wait())
+            watch.add_done_callback(lambda task: task.cancelled() or drained or terminate())
         try:
             await stopped
         finally:

@@ -8,11 +8,15 @@ shared `DecodePool` of worker threads, each holding its own decoder.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .decoding import DecodePool
 from .recognizer import Recognizer
 from .streaming import ServerLimits, StreamingServer
-from .workers import Handover
 from .transcriber import RecognitionSettings, RecognizerTranscriber
+
+if TYPE_CHECKING:
+    from .handover import Handover
 
 __all__ = ["EmbeddedServer", "RecognitionSettings"]
 

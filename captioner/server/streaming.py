@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -26,7 +26,6 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol import CODECS, v3
 from . import metrics
-from .workers import Handover
 from ..protocol.messages import (
     Audio,
     Begin,
@@ -40,6 +39,8 @@ from ..protocol.messages import (
     UpdateConfiguration,
 )
 
+if TYPE_CHECKING:
+    from .handover import Handover
 
 # Both protocols on one server, told apart by path, as the service does.
 CODECS_BY_PATH = {codec.PATH: codec for codec in CODECS.values()}
@@ -142,9 +143,7 @@ class StreamingServer:
         return self.base_url + v3.PATH
 
     async def start(self) -> StreamingServer:
-        where: dict = {"host": self.host, "port": self.port}
-        if self._handover is not None:
-            where = {"sock": self._handover.sock, "create_connection": self._handover.connection_class}
+        where = self._handover.serve_options() if self._handover else {"host": self.host, "port": self.port}
         self._server = await serve(
             self._handle,
             **where,
@@ -153,7 +152,7 @@ class StreamingServer:
             compression=None,
             max_size=self.limits.max_frame_bytes,
         )
-        if self._handover is None:  # a worker's host and port are its supervisor's
+        if self._handover is None:  # a worker has no port of its own: its supervisor prints the URL
             self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -3,19 +3,15 @@
 The supervisor (this module) opens the socket and starts each worker with the `spawn`
 method: every worker loads its own models, so a decoder that holds the GIL
 (PocketSphinx) holds one process, not the instance. The supervisor accepts each
-connection itself and hands it (SCM_RIGHTS, over a Unix socket pair) to the worker with
-the fewest open connections: left to the kernel, the first worker to wake takes every
-connection waiting, and sessions that start together pile up on one worker. Each worker
-counts the connections it has closed in shared memory, so the supervisor knows every
-worker's load without asking. The supervisor prints the URL once every worker is ready,
-restarts a worker that dies, and passes SIGTERM (drain) and SIGINT on; it exits when
-they have all exited, 0 if they all exited cleanly. Workers share their metrics through
-prometheus-client's multiprocess directory.
+connection and hands it to the least-loaded worker (captioner.server.handover). It
+prints the URL once every worker is ready, restarts a worker that dies, and passes
+SIGTERM (drain) and SIGINT on; it exits when they have all exited, 0 if they all exited
+cleanly. Workers share their metrics through prometheus-client's multiprocess directory.
 """
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import multiprocessing
 import os
 import queue
@@ -29,15 +25,11 @@ from multiprocessing.connection import wait
 from typing import Callable
 
 from prometheus_client.multiprocess import mark_process_dead
-from websockets.asyncio.server import ServerConnection
 
 from ..errors import CaptionerError
+from .handover import Dispatcher
 
 MAX_RESTARTS = 10  # a worker that keeps dying is a bug to report, not to hide
-HAND_OVER_TIMEOUT_S = 5  # a worker whose socket pair stays full this long is stuck
-# On a worker's socket pair: a connection (with its descriptor), the worker's "hand over
-# no more" as it stops, and the supervisor's answer once it will not.
-CONNECTION, RELEASE, RELEASED = b"c", b"r", b"d"
 
 
 class WorkerFailed(CaptionerError):
@@ -53,65 +45,6 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=1024)
 
 
-class Handover:
-    """A worker's side of the supervisor's hand-over: the connections come through
-    `sock`, each one closed is counted in the shared `closed[index]`, and `release()`
-    asks the supervisor for no more before the worker stops."""
-
-    def __init__(self, channel: socket.socket, closed, index: int):
-        self.sock = HandedConnections(channel)
-        closed_count = closed
-
-        class CountedConnection(ServerConnection):
-            def connection_lost(self, exc: Exception | None) -> None:
-                super().connection_lost(exc)
-                closed_count[index] += 1  # this worker is the only writer of its slot
-
-        self.connection_class = CountedConnection
-
-    async def release(self) -> None:
-        """Until the supervisor has said it hands over nothing more: a connection it
-        sent a moment before is then already here, to be answered, not lost."""
-        if self.sock.released.is_set():
-            return
-        try:
-            self.sock.send(RELEASE)
-        except OSError:  # the supervisor is gone
-            return
-        try:
-            await asyncio.wait_for(self.sock.released.wait(), HAND_OVER_TIMEOUT_S)
-        except TimeoutError:
-            pass
-
-
-class HandedConnections(socket.socket):
-    """The worker's end of its Unix socket pair, served as if it were the listening
-    socket: each accept() takes the next connection the supervisor handed over."""
-
-    def __init__(self, channel: socket.socket):
-        super().__init__(fileno=channel.detach())
-        self.released = asyncio.Event()  # set once the supervisor hands over no more (or is gone)
-
-    def listen(self, backlog: int = 0) -> None:
-        pass  # the supervisor listens; the event loop asks this socket to listen too
-
-    def accept(self) -> tuple[socket.socket, object]:
-        message, fds, _, _ = socket.recv_fds(self, 1, 1)  # one byte with each connection
-        if not fds:
-            if message == RELEASED or not message:
-                self.released.set()
-            if not message:  # the supervisor is gone: take nothing more, drain, exit
-                asyncio.get_running_loop().remove_reader(self.fileno())
-                os.kill(os.getpid(), signal.SIGTERM)
-            raise BlockingIOError
-        connection = socket.socket(fileno=fds[0])
-        try:
-            return connection, connection.getpeername()
-        except OSError:  # the client has gone already
-            connection.close()
-            raise ConnectionAbortedError from None
-
-
 class Supervisor:
     def __init__(self, target: Callable, argv: list[str], workers: int, sock: socket.socket):
         self.target, self.argv, self.count, self.sock = target, argv, workers, sock
@@ -119,54 +52,44 @@ class Supervisor:
         self.context = multiprocessing.get_context("spawn")
         self.ready = self.context.Queue()
         self.processes: dict[int, multiprocessing.Process] = {}  # worker index -> process
-        self.channels: dict[int, socket.socket] = {}  # worker index -> our end of its socket pair
-        self.handed = [0] * workers  # connections handed to each worker ...
-        self.closed = self.context.RawArray("q", workers)  # ... and closed by it: its load
-        self.released: set[int] = set()  # workers stopping, which take no more connections
+        self.dispatch = Dispatcher(self.context, workers)
+        self.listening = True
         self.accept_after = 0.0  # monotonic time: accepting pauses when out of descriptors
         self.stopping: int | None = None  # the signal that stops the instance, once one came
         self.restarts = 0
 
     def _start(self, index: int) -> None:
-        if index in self.channels:
-            self.channels.pop(index).close()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        ours.settimeout(HAND_OVER_TIMEOUT_S)
-        self.handed[index] = self.closed[index] = 0
-        self.released.discard(index)
-        process = self.context.Process(target=self.target, args=(self.argv, theirs, index, self.ready, self.closed),
-                                       name=f"captioner-worker-{index}")
-        process.start()
-        theirs.close()  # pickled for the child already: it has its own copy
-        self.processes[index], self.channels[index] = process, ours
+        theirs = self.dispatch.open(index)
+        try:
+            process = self.context.Process(target=self.target, name=f"captioner-worker-{index}",
+                                           args=(self.argv, theirs, index, self.ready, self.dispatch.done))
+            process.start()
+        finally:
+            theirs.close()  # pickled for the child already: it has its own copy
+        self.processes[index] = process
 
-    def _hand_over(self, serving: set[int]) -> None:
-        """Every connection waiting goes to the serving worker with the fewest open."""
-        while serving:
+    def _accept(self, serving: set[int]) -> None:
+        """Every connection waiting, each to the serving worker with the fewest open."""
+        while True:
             try:
                 connection, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as error:  # out of file descriptors: the connections wait a moment
+            except OSError as error:
+                if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    continue  # that client went before it was accepted
                 print(f"captioner: cannot accept a connection: {error}", file=sys.stderr, flush=True)
-                self.accept_after = time.monotonic() + 1
+                self.accept_after = time.monotonic() + 1  # the connections wait a moment
                 return
             with connection:
-                index = min(serving, key=lambda i: (self.handed[i] - self.closed[i], i))
-                try:
-                    socket.send_fds(self.channels[index], [CONNECTION], [connection.fileno()])
-                    self.handed[index] += 1
-                except OSError:  # that worker is dying; this client sees the close and retries
-                    pass
+                self.dispatch.hand_over(connection, serving)
 
-    def _release(self, index: int) -> None:
-        """A worker says it is stopping: hand it nothing more, and tell it so."""
-        try:
-            if self.channels[index].recv(16):
-                self.released.add(index)
-                self.channels[index].send(RELEASED)
-        except OSError:
-            pass  # it is gone: its exit comes through its sentinel
+    def _stop_listening(self) -> None:
+        """No worker will take a connection again: refused at once, a load balancer
+        tries another instance instead of waiting for this one to exit."""
+        if self.listening:
+            self.sock.close()
+            self.listening = False
 
     def _signal(self, signum, frame) -> None:
         self.stopping = signum
@@ -197,9 +120,8 @@ class Supervisor:
                 if process.is_alive():
                     process.kill()
             shutil.rmtree(metrics_dir, ignore_errors=True)
-            for channel in self.channels.values():
-                channel.close()
-            self.sock.close()
+            self.dispatch.close()
+            self._stop_listening()
 
     def _wait_ready(self) -> None:
         """Until every worker has loaded its models; a worker's error ends the start."""
@@ -224,17 +146,20 @@ class Supervisor:
         while len(codes) < len(self.processes):
             ready |= self._ready_now()
             live = {p.sentinel: index for index, p in self.processes.items() if index not in codes}
-            serving = ready - set(codes) - self.released
-            channels = {self.channels[index]: index for index in serving}
+            serving = ready - set(codes) - self.dispatch.released
+            if self.stopping is not None and not serving:
+                self._stop_listening()
+            channels = self.dispatch.channels_of(serving)
             # Connections wait in the socket's queue while no worker can take them.
-            accepting = [self.sock] if serving and time.monotonic() >= self.accept_after else []
-            for event in wait([*live, *channels, *accepting], timeout=1):
+            accepting = self.listening and serving and time.monotonic() >= self.accept_after
+            for event in wait([*live, *channels, *([self.sock] if accepting else [])], timeout=1):
                 if event is self.sock:
-                    self._hand_over(serving - self.released)
+                    self._accept(serving - self.dispatch.released)
                 elif event in channels:
-                    self._release(channels[event])
+                    self.dispatch.answer(channels[event])
                 else:
                     self._exited(live[event], ready, codes)
+                    break  # a worker restarted: its pair and its load are new, look again
         return 0 if all(code == 0 for code in codes.values()) else 1
 
     def _exited(self, index: int, ready: set[int], codes: dict[int, int]) -> None:
