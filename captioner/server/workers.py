@@ -151,7 +151,7 @@ class Supervisor:
                 self._stop_listening()
             channels = self.dispatch.channels_of(serving)
             # Connections wait in the socket's queue while no worker can take them.
-            accepting = self.listening and serving and time.monotonic() >= self.accept_after
+            accepting = self.listening and bool(serving) and time.monotonic() >= self.accept_after
             for event in wait([*live, *channels, *([self.sock] if accepting else [])], timeout=1):
                 if event is self.sock:
                     self._accept(serving - self.dispatch.released)
