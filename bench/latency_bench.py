@@ -179,7 +179,7 @@ def bench_latency(recognizers: dict[str, list[str]], quick: bool) -> dict:
 
 
 def median_of_rounds(runs: list[dict]) -> dict:
-    """Each figure's median over the rounds: one replay's CPU figure varies by a fifth."""
+    """Each figure's median over the rounds: a single replay's figures, CPU most, vary between runs."""
     figures = {key: _median([run[key] for run in runs if run[key] is not None]) for key in runs[0]}
     # A final missing in any round is missing: the count is the worst round's.
     return {**figures, "finals": min(run["finals"] for run in runs), "rounds": len(runs)}

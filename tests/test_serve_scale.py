@@ -186,6 +186,50 @@ def running(pid: int) -> bool:
         return False
 
 
+def slow_to_exit_worker(argv, channel, index, ready, done) -> None:
+    """A stand-in worker: told to stop, it asks to be released at once, then lingers
+    until its supervisor is gone (a real worker's models and threads take a moment)."""
+    from captioner.server.handover import RELEASE
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    ready.put((index, None))
+    stopping.wait()
+    channel.sendall(RELEASE)
+    while channel.recv(16):  # the supervisor's answer, then nothing until it exits
+        pass
+
+
+SUPERVISOR = """
+import sys
+from captioner.server.workers import Supervisor, listening_socket
+from test_serve_scale import slow_to_exit_worker
+sock = listening_socket("127.0.0.1", 0)
+Supervisor(slow_to_exit_worker, [], 2, sock).run(str(sock.getsockname()[1]), "")
+"""
+
+
+def test_once_no_worker_takes_connections_the_port_refuses_at_once():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        port = int(supervisor.stdout.readline())
+        socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_S).close()  # served
+        supervisor.send_signal(signal.SIGTERM)
+        refused = False
+        for _ in range(HANG_GUARD_S * 10):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_S).close()
+            except ConnectionRefusedError:
+                refused = True
+                break
+            threading.Event().wait(0.1)
+        assert refused and supervisor.poll() is None  # refused while the workers are still exiting
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+
+
 def worker_processes(pid: int) -> set[int]:
     """The supervisor's worker processes (not multiprocessing's resource tracker)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()

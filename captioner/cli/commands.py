@@ -35,9 +35,9 @@ from ..protocol import codec, v3
 from ..protocol.messages import SessionParams
 from ..runner import meeting_engine, prepare_meeting
 from ..server.embedded import EmbeddedServer
-from ..server.streaming import server_url
-from ..server.recognizer import load_recognizer, recognizer_registration
 from ..server.handover import Handover
+from ..server.recognizer import load_recognizer, recognizer_registration
+from ..server.streaming import server_url
 from ..server.workers import Supervisor, listening_socket
 from ..urls import is_local, is_loopback_host
 from . import config_file as config_files
